@@ -1,0 +1,201 @@
+import Foundation
+
+/// Token counts (OpenAI `usage`).
+public struct Usage: Codable, Hashable, Sendable {
+    public var promptTokens: Int
+    public var completionTokens: Int
+    public var totalTokens: Int
+
+    public init(promptTokens: Int, completionTokens: Int) {
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.totalTokens = promptTokens + completionTokens
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case promptTokens = "prompt_tokens", completionTokens = "completion_tokens", totalTokens = "total_tokens"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        promptTokens = try c.decodeIfPresent(Int.self, forKey: .promptTokens) ?? 0
+        completionTokens = try c.decodeIfPresent(Int.self, forKey: .completionTokens) ?? 0
+        totalTokens = try c.decodeIfPresent(Int.self, forKey: .totalTokens) ?? (promptTokens + completionTokens)
+    }
+}
+
+/// A streamed delta (`choices[i].delta`).
+public struct ChunkDelta: Codable, Hashable, Sendable {
+    public var role: String?
+    public var content: String?
+
+    public init(role: String? = nil, content: String? = nil) {
+        self.role = role
+        self.content = content
+    }
+}
+
+/// One choice of a `chat.completion.chunk`.
+public struct ChunkChoice: Codable, Hashable, Sendable {
+    public var index: Int
+    public var delta: ChunkDelta
+    /// "stop", "length", … or null while generating.
+    public var finishReason: String?
+
+    public init(index: Int = 0, delta: ChunkDelta, finishReason: String? = nil) {
+        self.index = index
+        self.delta = delta
+        self.finishReason = finishReason
+    }
+
+    enum CodingKeys: String, CodingKey { case index, delta, finishReason = "finish_reason" }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        index = try c.decodeIfPresent(Int.self, forKey: .index) ?? 0
+        delta = try c.decodeIfPresent(ChunkDelta.self, forKey: .delta) ?? ChunkDelta()
+        finishReason = try c.decodeIfPresent(String.self, forKey: .finishReason)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(index, forKey: .index)
+        try c.encode(delta, forKey: .delta)
+        try c.encode(finishReason, forKey: .finishReason)   // explicit null, as OpenAI does
+    }
+}
+
+/// An OpenAI `chat.completion.chunk` SSE event payload.
+public struct ChatCompletionChunk: Codable, Hashable, Sendable {
+    public var id: String
+    public var object: String
+    public var created: Int64
+    public var model: String
+    public var choices: [ChunkChoice]
+    public var usage: Usage?
+
+    public init(id: String, created: Int64, model: String, choices: [ChunkChoice], usage: Usage? = nil) {
+        self.id = id
+        self.object = "chat.completion.chunk"
+        self.created = created
+        self.model = model
+        self.choices = choices
+        self.usage = usage
+    }
+
+    enum CodingKeys: String, CodingKey { case id, object, created, model, choices, usage }
+
+    /// Lenient decoding of an upstream chunk: missing bookkeeping fields get defaults.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decodeIfPresent(String.self, forKey: .id) ?? ""
+        object = try c.decodeIfPresent(String.self, forKey: .object) ?? "chat.completion.chunk"
+        created = try c.decodeIfPresent(Int64.self, forKey: .created) ?? 0
+        model = try c.decodeIfPresent(String.self, forKey: .model) ?? ""
+        choices = try c.decodeIfPresent([ChunkChoice].self, forKey: .choices) ?? []
+        usage = try c.decodeIfPresent(Usage.self, forKey: .usage)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(object, forKey: .object)
+        try c.encode(created, forKey: .created)
+        try c.encode(model, forKey: .model)
+        try c.encode(choices, forKey: .choices)
+        if let usage { try c.encode(usage, forKey: .usage) }
+    }
+
+    /// True when any choice carries content or a finish reason: the first such chunk is
+    /// when the node commits its HTTP status to the user (§6a).
+    public var carriesContentOrFinish: Bool {
+        choices.contains { ($0.delta.content?.isEmpty == false) || $0.finishReason != nil }
+    }
+}
+
+/// A complete non-streaming `chat.completion`.
+public struct ChatCompletion: Codable, Hashable, Sendable {
+    public struct Message: Codable, Hashable, Sendable {
+        public var role: String
+        public var content: String
+    }
+    public struct Choice: Codable, Hashable, Sendable {
+        public var index: Int
+        public var message: Message
+        public var finishReason: String?
+        public var logprobs: String?
+
+        enum CodingKeys: String, CodingKey { case index, message, finishReason = "finish_reason", logprobs }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(index, forKey: .index)
+            try c.encode(message, forKey: .message)
+            try c.encode(finishReason, forKey: .finishReason)
+            try c.encode(logprobs, forKey: .logprobs)
+        }
+    }
+    public var id: String
+    public var object: String
+    public var created: Int64
+    public var model: String
+    public var choices: [Choice]
+    public var usage: Usage
+}
+
+/// A model entry of `GET /v1/models`.
+public struct ModelEntry: Codable, Hashable, Sendable {
+    public var id: String
+    public var object: String = "model"
+    public var created: Int64
+    public var ownedBy: String
+
+    public init(id: String, created: Int64, ownedBy: String) {
+        self.id = id
+        self.created = created
+        self.ownedBy = ownedBy
+    }
+
+    enum CodingKeys: String, CodingKey { case id, object, created, ownedBy = "owned_by" }
+}
+
+/// `GET /v1/models` response.
+public struct ModelList: Codable, Hashable, Sendable {
+    public var object: String = "list"
+    public var data: [ModelEntry]
+    public init(data: [ModelEntry]) { self.data = data }
+}
+
+/// Folds a stream of chunks into what the user sees at the end: the text per choice, the
+/// finish reason, and the usage (the last non-null cumulative usage wins; snapshots are
+/// never summed — DESIGN.md §6a).
+public struct StreamAccumulator: Sendable {
+    public private(set) var content = ""
+    public private(set) var finishReason: String?
+    public private(set) var usage: Usage?
+    public private(set) var chunks = 0
+    public private(set) var sawContent = false
+
+    public init() {}
+
+    public mutating func add(_ chunk: ChatCompletionChunk) {
+        chunks += 1
+        if let u = chunk.usage { usage = u }
+        for choice in chunk.choices where choice.index == 0 {
+            if let c = choice.delta.content, !c.isEmpty {
+                content += c
+                sawContent = true
+            }
+            if let f = choice.finishReason { finishReason = f }
+        }
+    }
+
+    /// The final `chat.completion`. When the upstream sent no usage, completion tokens are
+    /// unknown and reported as 0.
+    public func completion(id: String, created: Int64, model: String) -> ChatCompletion {
+        ChatCompletion(
+            id: id, object: "chat.completion", created: created, model: model,
+            choices: [.init(index: 0, message: .init(role: "assistant", content: content), finishReason: finishReason ?? "stop", logprobs: nil)],
+            usage: usage ?? Usage(promptTokens: 0, completionTokens: 0))
+    }
+}

@@ -1,0 +1,97 @@
+/// A job's identity: SHA-256 of the canonical `{"requester": hex, "seq": n}` (DESIGN.md §1).
+public struct JobID: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
+    /// 32 bytes.
+    public let bytes: [UInt8]
+
+    public init(bytes: [UInt8]) {
+        precondition(bytes.count == 32, "a JobID is 32 bytes")
+        self.bytes = bytes
+    }
+
+    public init?(hex: String) {
+        guard let b = Hex.decode(hex), b.count == 32 else { return nil }
+        self.bytes = b
+    }
+
+    /// The job id of the requester's `sequence`-th job.
+    public static func derive(requester: NodeID, sequence: UInt64, crypto: any CryptoProvider) -> JobID {
+        let v = CanonicalValue.object(["requester": .string(requester.hex), "seq": .int(Int64(sequence))])
+        return JobID(bytes: crypto.sha256(v.bytes))
+    }
+
+    public var hex: String { Hex.encode(bytes) }
+    public var description: String { String(hex.prefix(12)) }
+    public static func < (a: JobID, b: JobID) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        guard let id = JobID(hex: try c.decode(String.self)) else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "JobID must be 64 hex characters")
+        }
+        self = id
+    }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(hex)
+    }
+}
+
+/// The requester's signed promise to pay (DESIGN.md §5, `jobReceipt`): carried inside the
+/// offer; the executor countersigns it with the response hash once it delivered.
+public struct PaymentAuthorization: Hashable, Sendable, Codable, CanonicallyEncodable {
+    public var job: JobID
+    public var requester: NodeID
+    public var executor: NodeID
+    /// The user-facing model name.
+    public var model: String
+    public var price: Credits
+    /// After this instant the executor may no longer claim the payment.
+    public var expiresAt: Instant
+
+    public init(job: JobID, requester: NodeID, executor: NodeID, model: String, price: Credits, expiresAt: Instant) {
+        self.job = job
+        self.requester = requester
+        self.executor = executor
+        self.model = model
+        self.price = price
+        self.expiresAt = expiresAt
+    }
+
+    public var canonical: CanonicalValue {
+        .object([
+            "type": .string("paymentAuthorization"),
+            "job": .string(job.hex),
+            "requester": .string(requester.hex),
+            "executor": .string(executor.hex),
+            "model": .string(model),
+            "price": .int(price.micro),
+            "expiresAt": .int(expiresAt.nanoseconds),
+        ])
+    }
+}
+
+/// A value together with its signer's Ed25519 signature over the value's canonical bytes.
+public struct Signed<Value: CanonicallyEncodable & Hashable & Sendable & Codable>: Hashable, Sendable, Codable {
+    public var value: Value
+    public var signer: NodeID
+    /// 64 bytes.
+    public var signature: [UInt8]
+
+    public init(value: Value, signer: NodeID, signature: [UInt8]) {
+        self.value = value
+        self.signer = signer
+        self.signature = signature
+    }
+
+    /// Signs `value` with `signer`.
+    public init(_ value: Value, by signer: any MessageSigner) {
+        self.value = value
+        self.signer = signer.nodeID
+        self.signature = signer.sign(value.canonical.bytes)
+    }
+
+    /// True when the signature is valid for `signer`.
+    public func isValid(_ crypto: any CryptoProvider) -> Bool {
+        crypto.verify(signature: signature, message: value.canonical.bytes, signer: signer)
+    }
+}

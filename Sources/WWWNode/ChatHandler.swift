@@ -1,0 +1,200 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import WWWAPI
+import WWWBackends
+import WWWCore
+
+/// Holds a non-Sendable value that is only ever used by one task at a time.
+final class SequentialBox<T>: @unchecked Sendable {
+    var value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// Per-request bookkeeping that must run exactly once however the request ends: the
+/// admission lease, the in-flight gauge, the duration and token metrics.
+final class RequestScope: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done = false
+    private let lease: BackendPool.Lease
+    private let metrics: NodeMetrics
+    let start: ContinuousClock.Instant
+    var backendName: String { lease.backend.name }
+
+    init(lease: BackendPool.Lease, metrics: NodeMetrics) {
+        self.lease = lease
+        self.metrics = metrics
+        self.start = .now
+        metrics.inFlight(backend: lease.backend.name, delta: 1)
+    }
+
+    func finish(status: Int, usage: Usage?) {
+        lock.lock()
+        let first = !done
+        done = true
+        lock.unlock()
+        guard first else { return }
+        lease.release()
+        metrics.inFlight(backend: backendName, delta: -1)
+        metrics.request(endpoint: "chat", status: status)
+        metrics.requestDuration(.now - start, backend: backendName)
+        if let usage { metrics.tokens(prompt: usage.promptTokens, completion: usage.completionTokens, backend: backendName) }
+    }
+
+    deinit { finish(status: 499, usage: nil) }
+}
+
+/// Runs a validated chat request on a local backend and answers the user, streaming or
+/// not, following the relay rules of DESIGN.md §6a.
+struct ChatHandler: Sendable {
+    let pool: BackendPool
+    let metrics: NodeMetrics
+    let nodeName: String
+    let logger: Logger
+
+    static let sseHeaders: HTTPFields = [
+        .contentType: "text/event-stream",
+        .cacheControl: "no-cache",
+        HTTPField.Name("X-Accel-Buffering")!: "no",
+    ]
+
+    func handle(_ request: ChatCompletionRequest) async throws -> Response {
+        let lease: BackendPool.Lease
+        switch pool.admit(model: request.model) {
+        case .success(let l): lease = l
+        case .failure(.unknownModel): throw APIError.modelNotFound(request.model)
+        case .failure(.overloaded):
+            throw APIError.overloaded("All backends serving '\(request.model)' are at capacity; retry shortly.", retryAfter: 1)
+        }
+        let scope = RequestScope(lease: lease, metrics: metrics)
+        let id = "chatcmpl-" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
+        let created = Int64(Date().timeIntervalSince1970)
+        do {
+            let stream = try await lease.backend.chat(request, model: lease.model)
+            let box = SequentialBox(stream.makeAsyncIterator())
+            let head = try await readUntilCommitted(box, scope: scope)
+            let rewriter = ChunkRewriter(id: id, created: created, model: request.model, includeUsage: request.includeUsage)
+            if request.stream {
+                return streamingResponse(head: head, rest: box, rewriter: rewriter, scope: scope)
+            }
+            return try await completeResponse(head: head, rest: box, rewriter: rewriter, scope: scope)
+        } catch {
+            let apiError = Self.apiError(error)
+            scope.finish(status: apiError.status, usage: nil)
+            throw apiError
+        }
+    }
+
+    static func apiError(_ error: any Error) -> APIError {
+        if let e = error as? APIError { return e }
+        if let e = error as? BackendError { return e.apiError }
+        return .internal("\(error)")
+    }
+
+    /// Reads chunks until one carries content or a finish reason: only then is the HTTP
+    /// status committed (§6a). Returns the chunks read so far.
+    private func readUntilCommitted(_ box: SequentialBox<ChunkStream.AsyncIterator>, scope: RequestScope) async throws -> [ChatCompletionChunk] {
+        var head: [ChatCompletionChunk] = []
+        while let chunk = try await box.value.next() {
+            head.append(chunk)
+            if chunk.carriesContentOrFinish {
+                metrics.ttft(.now - scope.start, backend: scope.backendName)
+                return head
+            }
+            precondition(head.count < 10_000, "engine sent 10,000 chunks without content")
+        }
+        throw BackendError.truncated
+    }
+
+    private func completeResponse(head: [ChatCompletionChunk], rest box: SequentialBox<ChunkStream.AsyncIterator>,
+                                  rewriter: ChunkRewriter, scope: RequestScope) async throws -> Response {
+        var acc = StreamAccumulator()
+        head.forEach { acc.add($0) }
+        while let chunk = try await box.value.next() { acc.add(chunk) }
+        let body = acc.completion(id: rewriter.id, created: rewriter.created, model: rewriter.model)
+        scope.finish(status: 200, usage: acc.usage)
+        let data = try JSONEncoder.openAI.encode(body)
+        return Response(status: .ok, headers: responseHeaders([.contentType: "application/json"]), body: .init(byteBuffer: ByteBuffer(data: data)))
+    }
+
+    private func responseHeaders(_ base: HTTPFields) -> HTTPFields {
+        var h = base
+        h[HTTPField.Name("X-WWWServe-Node")!] = nodeName
+        h[HTTPField.Name("X-WWWServe-Offloaded")!] = "false"
+        return h
+    }
+
+    private func streamingResponse(head: [ChatCompletionChunk], rest box: SequentialBox<ChunkStream.AsyncIterator>,
+                                   rewriter: ChunkRewriter, scope: RequestScope) -> Response {
+        let logger = self.logger
+        let metrics = self.metrics
+        return Response(status: .ok, headers: responseHeaders(Self.sseHeaders), body: .init { writer in
+            var acc = StreamAccumulator()
+            var clientGone = false
+            do {
+                for chunk in head {
+                    acc.add(chunk)
+                    try await Self.write(rewriter.rewrite(chunk), to: &writer)
+                }
+                while let chunk = try await box.value.next() {
+                    acc.add(chunk)
+                    do {
+                        try await Self.write(rewriter.rewrite(chunk), to: &writer)
+                    } catch {
+                        clientGone = true
+                        throw error
+                    }
+                }
+                if let usage = rewriter.usageChunk(acc.usage) { try await Self.write([usage], to: &writer) }
+                try await writer.write(ByteBuffer(bytes: SSEWriter.done))
+                try await writer.finish(nil)
+                scope.finish(status: 200, usage: acc.usage)
+            } catch {
+                if clientGone || error is CancellationError {
+                    // Dropping the iterator cancels the engine request (AsyncThrowingStream
+                    // onTermination → producer task cancelled → HTTP request cancelled).
+                    box.value = ChunkStream { $0.finish() }.makeAsyncIterator()
+                    metrics.upstreamCancelled(backend: scope.backendName)
+                    logger.info("client went away mid-stream; upstream cancelled", metadata: ["backend": "\(scope.backendName)"])
+                    scope.finish(status: 499, usage: acc.usage)
+                    return
+                }
+                let apiError = Self.apiError(error)
+                metrics.error(type: apiError.metricType)
+                logger.warning("stream failed after the first chunk", metadata: ["error": "\(apiError)"])
+                try? await writer.write(ByteBuffer(bytes: SSEWriter.event(apiError.jsonData())))
+                try? await writer.finish(nil)
+                scope.finish(status: 200, usage: acc.usage)
+            }
+        })
+    }
+
+    private static func write(_ chunks: [ChatCompletionChunk], to writer: inout any ResponseBodyWriter) async throws {
+        guard !chunks.isEmpty else { return }
+        var bytes: [UInt8] = []
+        for c in chunks { bytes += SSEWriter.event(try JSONEncoder.openAI.encode(c)) }
+        try await writer.write(ByteBuffer(bytes: bytes))
+    }
+}
+
+/// Rewrites engine chunks into what the user sees: the node's id, created time and the
+/// user-facing model name; usage stripped from content chunks and sent once at the end
+/// when the user asked for it (`stream_options.include_usage`).
+struct ChunkRewriter: Sendable {
+    let id: String
+    let created: Int64
+    let model: String
+    let includeUsage: Bool
+
+    func rewrite(_ c: ChatCompletionChunk) -> [ChatCompletionChunk] {
+        guard !c.choices.isEmpty else { return [] }
+        return [ChatCompletionChunk(id: id, created: created, model: model, choices: c.choices, usage: nil)]
+    }
+
+    func usageChunk(_ usage: Usage?) -> ChatCompletionChunk? {
+        guard includeUsage else { return nil }
+        return ChatCompletionChunk(id: id, created: created, model: model, choices: [], usage: usage ?? Usage(promptTokens: 0, completionTokens: 0))
+    }
+}

@@ -1,0 +1,260 @@
+import Foundation
+import WWWBackends
+import WWWCore
+import Yams
+
+/// A node's configuration file (YAML; JSON is valid YAML too). Keys are snake_case.
+/// Precedence: command-line flags > `WWWSERVE_*` environment variables > file > defaults.
+public struct NodeConfig: Codable, Sendable, Equatable {
+    public var node: NodeSection
+    public var backends: [BackendSection]
+
+    public init(node: NodeSection = NodeSection(), backends: [BackendSection] = []) {
+        self.node = node
+        self.backends = backends
+    }
+
+    public struct APIKey: Codable, Sendable, Equatable {
+        /// The bearer token users send (`Authorization: Bearer <key>`).
+        public var key: String
+        /// A name for logs and metrics; never the key itself.
+        public var name: String
+        /// Whether requests with this key may be offloaded to other nodes (§3: prompts travel).
+        public var allowOffload: Bool
+
+        public init(key: String, name: String, allowOffload: Bool = true) {
+            self.key = key
+            self.name = name
+            self.allowOffload = allowOffload
+        }
+
+        enum CodingKeys: String, CodingKey { case key, name, allowOffload = "allow_offload" }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            key = try c.decode(String.self, forKey: .key)
+            name = try c.decodeIfPresent(String.self, forKey: .name) ?? "key-\(key.suffix(4))"
+            allowOffload = try c.decodeIfPresent(Bool.self, forKey: .allowOffload) ?? true
+        }
+    }
+
+    public struct NodeSection: Codable, Sendable, Equatable {
+        public var host: String = "127.0.0.1"
+        public var port: Int = 8080
+        /// Request bodies above this many bytes get 413 without being read.
+        public var maxBodyBytes: Int = 1 << 20
+        /// Empty: no auth on the user API.
+        public var apiKeys: [APIKey] = []
+        /// Whole-request deadline (seconds), stream included.
+        public var requestTimeoutS: Double = 300
+        /// Seconds in-flight requests get to finish on SIGTERM/SIGINT before being cancelled.
+        public var shutdownGraceS: Double = 10
+        /// "trace", "debug", "info", "notice", "warning", "error", "critical".
+        public var logLevel: String = "info"
+        /// Where the node keeps its key, ledger and engine logs.
+        public var dataDir: String = ".wwwserve"
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case host, port, maxBodyBytes = "max_body_bytes", apiKeys = "api_keys", requestTimeoutS = "request_timeout_s"
+            case shutdownGraceS = "shutdown_grace_s", logLevel = "log_level", dataDir = "data_dir"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let d = NodeSection()
+            host = try c.decodeIfPresent(String.self, forKey: .host) ?? d.host
+            port = try c.decodeIfPresent(Int.self, forKey: .port) ?? d.port
+            maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? d.maxBodyBytes
+            apiKeys = try c.decodeIfPresent([APIKey].self, forKey: .apiKeys) ?? d.apiKeys
+            requestTimeoutS = try c.decodeIfPresent(Double.self, forKey: .requestTimeoutS) ?? d.requestTimeoutS
+            shutdownGraceS = try c.decodeIfPresent(Double.self, forKey: .shutdownGraceS) ?? d.shutdownGraceS
+            logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? d.logLevel
+            dataDir = try c.decodeIfPresent(String.self, forKey: .dataDir) ?? d.dataDir
+        }
+    }
+
+    public struct ModelSection: Codable, Sendable, Equatable {
+        public var name: String
+        public var upstreamName: String?
+        public var quantization: String?
+        public var hardware: String?
+
+        public init(name: String, upstreamName: String? = nil, quantization: String? = nil, hardware: String? = nil) {
+            self.name = name
+            self.upstreamName = upstreamName
+            self.quantization = quantization
+            self.hardware = hardware
+        }
+
+        enum CodingKeys: String, CodingKey { case name, upstreamName = "upstream_name", quantization, hardware }
+    }
+
+    public struct LlamaCppSection: Codable, Sendable, Equatable {
+        public var modelPath: String = "default"
+        public var python: String = "python3"
+        public var threads: Int = 2
+        public var ctx: Int = 2048
+        public var parallel: Int?
+        public var startTimeoutS: Double = 120
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case modelPath = "model_path", python, threads, ctx, parallel, startTimeoutS = "start_timeout_s"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let d = LlamaCppSection()
+            modelPath = try c.decodeIfPresent(String.self, forKey: .modelPath) ?? d.modelPath
+            python = try c.decodeIfPresent(String.self, forKey: .python) ?? d.python
+            threads = try c.decodeIfPresent(Int.self, forKey: .threads) ?? d.threads
+            ctx = try c.decodeIfPresent(Int.self, forKey: .ctx) ?? d.ctx
+            parallel = try c.decodeIfPresent(Int.self, forKey: .parallel)
+            startTimeoutS = try c.decodeIfPresent(Double.self, forKey: .startTimeoutS) ?? d.startTimeoutS
+        }
+    }
+
+    public struct BackendSection: Codable, Sendable, Equatable {
+        public var name: String
+        /// "openai" (any OpenAI-compatible URL) or "llamacpp" (managed local engine).
+        public var kind: String
+        /// Concurrent requests the engine runs at once.
+        public var capacity: Int = 2
+        /// Extra requests the node admits beyond `capacity` (they wait in the engine's queue);
+        /// past `capacity + max_queue` the node answers 503 with Retry-After.
+        public var maxQueue: Int?
+        public var models: [ModelSection]
+        public var baseURL: String?
+        public var apiKey: String?
+        public var connectTimeoutS: Double = 5
+        public var readTimeoutS: Double = 60
+        public var llamacpp: LlamaCppSection?
+
+        public init(name: String, kind: String, capacity: Int = 2, models: [ModelSection], baseURL: String? = nil,
+                    llamacpp: LlamaCppSection? = nil) {
+            self.name = name
+            self.kind = kind
+            self.capacity = capacity
+            self.models = models
+            self.baseURL = baseURL
+            self.llamacpp = llamacpp
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case name, kind, capacity, maxQueue = "max_queue", models, baseURL = "base_url", apiKey = "api_key"
+            case connectTimeoutS = "connect_timeout_s", readTimeoutS = "read_timeout_s", llamacpp
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decode(String.self, forKey: .name)
+            kind = try c.decode(String.self, forKey: .kind)
+            capacity = try c.decodeIfPresent(Int.self, forKey: .capacity) ?? 2
+            maxQueue = try c.decodeIfPresent(Int.self, forKey: .maxQueue)
+            models = try c.decode([ModelSection].self, forKey: .models)
+            baseURL = try c.decodeIfPresent(String.self, forKey: .baseURL)
+            apiKey = try c.decodeIfPresent(String.self, forKey: .apiKey)
+            connectTimeoutS = try c.decodeIfPresent(Double.self, forKey: .connectTimeoutS) ?? 5
+            readTimeoutS = try c.decodeIfPresent(Double.self, forKey: .readTimeoutS) ?? 60
+            llamacpp = try c.decodeIfPresent(LlamaCppSection.self, forKey: .llamacpp)
+        }
+
+        /// Admission limit: `capacity + max_queue` (default max_queue = 4 × capacity).
+        public var admissionLimit: Int { capacity + (maxQueue ?? 4 * capacity) }
+    }
+
+    /// The embedded default: one managed llama.cpp engine with the bundled SmolLM2-135M.
+    public static var embeddedDefault: NodeConfig {
+        NodeConfig(backends: [
+            BackendSection(name: "local", kind: "llamacpp", capacity: 2,
+                           models: [ModelSection(name: "smollm2-135m-instruct", quantization: "Q4_1", hardware: "cpu")],
+                           llamacpp: LlamaCppSection()),
+        ])
+    }
+
+    // MARK: loading
+
+    /// Reads a YAML/JSON config file.
+    /// - Throws: `ConfigError` with the file and the key path of the problem.
+    public static func load(path: String) throws -> NodeConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError("cannot read config file '\(path)'")
+        }
+        return try parse(String(decoding: data, as: UTF8.self), source: path)
+    }
+
+    public static func parse(_ text: String, source: String = "config") throws -> NodeConfig {
+        do {
+            let cfg = try YAMLDecoder().decode(NodeConfig.self, from: text)
+            try cfg.validate()
+            return cfg
+        } catch let e as ConfigError {
+            throw ConfigError("\(source): \(e.message)")
+        } catch let e as DecodingError {
+            throw ConfigError("\(source): \(describe(e))")
+        } catch {
+            throw ConfigError("\(source): \(error)")
+        }
+    }
+
+    static func describe(_ e: DecodingError) -> String {
+        func path(_ p: [any CodingKey]) -> String {
+            p.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
+        }
+        switch e {
+        case .keyNotFound(let k, let ctx): return "missing key '\(path(ctx.codingPath + [k]))'"
+        case .typeMismatch(let t, let ctx): return "'\(path(ctx.codingPath))' should be \(t)"
+        case .valueNotFound(let t, let ctx): return "'\(path(ctx.codingPath))' should be \(t), found null"
+        case .dataCorrupted(let ctx): return "\(path(ctx.codingPath)): \(ctx.debugDescription)"
+        @unknown default: return "\(e)"
+        }
+    }
+
+    /// Checks values the types cannot express.
+    public func validate() throws {
+        guard (0...65535).contains(node.port) else { throw ConfigError("node.port must be in 0...65535") }
+        guard node.maxBodyBytes >= 1024 else { throw ConfigError("node.max_body_bytes must be at least 1024") }
+        guard node.requestTimeoutS > 0 else { throw ConfigError("node.request_timeout_s must be positive") }
+        guard !backends.isEmpty else { throw ConfigError("at least one backend is required under 'backends'") }
+        var names = Set<String>()
+        for (i, b) in backends.enumerated() {
+            let p = "backends[\(i)]"
+            guard names.insert(b.name).inserted else { throw ConfigError("\(p).name '\(b.name)' is used twice") }
+            guard ["openai", "llamacpp"].contains(b.kind) else {
+                throw ConfigError("\(p).kind must be 'openai' or 'llamacpp', not '\(b.kind)'")
+            }
+            guard b.capacity >= 1 else { throw ConfigError("\(p).capacity must be at least 1") }
+            guard (b.maxQueue ?? 0) >= 0 else { throw ConfigError("\(p).max_queue must not be negative") }
+            guard !b.models.isEmpty else { throw ConfigError("\(p).models must list at least one model") }
+            guard b.connectTimeoutS > 0, b.readTimeoutS > 0 else { throw ConfigError("\(p) timeouts must be positive") }
+            if b.kind == "openai" {
+                guard let u = b.baseURL, u.hasPrefix("http://") || u.hasPrefix("https://") else {
+                    throw ConfigError("\(p).base_url must be an http(s) URL for kind 'openai'")
+                }
+            }
+        }
+        let keys = node.apiKeys.map(\.key)
+        guard Set(keys).count == keys.count, !keys.contains("") else { throw ConfigError("node.api_keys must be unique and non-empty") }
+    }
+
+    /// Applies `WWWSERVE_HOST`, `WWWSERVE_PORT`, `WWWSERVE_LOG_LEVEL`, `WWWSERVE_DATA_DIR`.
+    public mutating func applyEnvironment(_ env: [String: String]) throws {
+        if let h = env["WWWSERVE_HOST"], !h.isEmpty { node.host = h }
+        if let p = env["WWWSERVE_PORT"], !p.isEmpty {
+            guard let v = Int(p) else { throw ConfigError("WWWSERVE_PORT must be an integer, got '\(p)'") }
+            node.port = v
+        }
+        if let l = env["WWWSERVE_LOG_LEVEL"], !l.isEmpty { node.logLevel = l }
+        if let d = env["WWWSERVE_DATA_DIR"], !d.isEmpty { node.dataDir = d }
+    }
+}
+
+/// A configuration problem, reported before the node starts.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

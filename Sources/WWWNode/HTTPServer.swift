@@ -1,0 +1,158 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import WWWAPI
+import WWWBackends
+import WWWCore
+
+/// Renders every error as OpenAI's `{"error":{…}}` with the right status, and counts it.
+struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let metrics: NodeMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            let e = Self.map(error, request: request)
+            metrics.error(type: e.metricType)
+            if request.uri.path != "/v1/chat/completions" {
+                metrics.request(endpoint: Self.endpoint(request.uri.path), status: e.status)
+            }
+            return Self.response(e)
+        }
+    }
+
+    static func endpoint(_ path: String) -> String {
+        switch path {
+        case "/v1/chat/completions": return "chat"
+        case "/v1/models": return "models"
+        default: return "other"
+        }
+    }
+
+    static func map(_ error: any Error, request: Request) -> APIError {
+        if let e = error as? APIError { return e }
+        if let e = error as? BackendError { return e.apiError }
+        if let e = error as? HTTPError {
+            switch e.status.code {
+            case 404: return .notFound(request.uri.path)
+            case 405: return .methodNotAllowed(request.method.rawValue, request.uri.path)
+            case 413: return .bodyTooLarge(limit: 0)
+            default: return APIError(status: e.status.code, message: e.body ?? e.status.reasonPhrase, type: e.status.code >= 500 ? "server_error" : "invalid_request_error")
+            }
+        }
+        return .internal("\(error)")
+    }
+
+    static func response(_ e: APIError) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let r = e.retryAfter { headers[.retryAfter] = String(r) }
+        return Response(status: .init(code: e.status), headers: headers, body: .init(byteBuffer: ByteBuffer(data: e.jsonData())))
+    }
+}
+
+/// Checks `Authorization: Bearer <key>` on the user API when keys are configured.
+struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
+    let keys: [String: NodeConfig.APIKey]
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard !keys.isEmpty else { return try await next(request, context) }
+        guard let auth = request.headers[.authorization] else {
+            throw APIError.unauthorized("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.")
+        }
+        let prefix = "Bearer "
+        guard auth.hasPrefix(prefix), keys[String(auth.dropFirst(prefix.count)).trimmingCharacters(in: .whitespaces)] != nil else {
+            throw APIError.unauthorized("Incorrect API key provided.")
+        }
+        return try await next(request, context)
+    }
+}
+
+/// The node's HTTP surface: the OpenAI user API, health, readiness and metrics.
+public struct NodeHTTP: Sendable {
+    let config: NodeConfig
+    let pool: BackendPool
+    let metrics: NodeMetrics
+    let nodeName: String
+    let logger: Logger
+    let started = Int64(Date().timeIntervalSince1970)
+
+    public init(config: NodeConfig, pool: BackendPool, metrics: NodeMetrics, nodeName: String, logger: Logger) {
+        self.config = config
+        self.pool = pool
+        self.metrics = metrics
+        self.nodeName = nodeName
+        self.logger = logger
+    }
+
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: OpenAIErrorMiddleware(metrics: metrics))
+        router.get("/health") { _, _ in try Self.json(["status": "ok"]) }
+        router.get("/ready") { _, _ in try await self.ready() }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(bytes: self.metrics.render())))
+        }
+        let keys = Dictionary(config.node.apiKeys.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        let v1 = router.group("/v1").add(middleware: APIKeyMiddleware(keys: keys))
+        v1.get("/models") { _, _ in try self.models() }
+        v1.post("/chat/completions") { request, _ in try await self.chat(request) }
+        return router
+    }
+
+    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+        let data = try JSONEncoder.openAI.encode(value)
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(data: data)))
+    }
+
+    func models() throws -> Response {
+        let list = ModelList(data: pool.models.map { ModelEntry(id: $0.name, created: started, ownedBy: nodeName) })
+        metrics.request(endpoint: "models", status: 200)
+        return try Self.json(list)
+    }
+
+    struct Readiness: Encodable {
+        let status: String
+        let node: String
+        let backends: [BackendStatus]
+    }
+
+    func ready() async throws -> Response {
+        let statuses = await withTaskGroup(of: (Int, BackendStatus).self) { group in
+            for (i, e) in pool.entries.enumerated() {
+                group.addTask {
+                    var s = await e.backend.status()
+                    s.load.running = max(s.load.running, 0)
+                    return (i, s)
+                }
+            }
+            var out: [(Int, BackendStatus)] = []
+            for await s in group { out.append(s) }
+            return out.sorted { $0.0 < $1.0 }.map(\.1)
+        }
+        for s in statuses { metrics.backendHealthy(s.healthy, backend: s.name) }
+        let ok = statuses.contains { $0.healthy }
+        return try Self.json(Readiness(status: ok ? "ready" : "not_ready", node: nodeName, backends: statuses),
+                             status: ok ? .ok : .serviceUnavailable)
+    }
+
+    func chat(_ request: Request) async throws -> Response {
+        let limit = config.node.maxBodyBytes
+        if let len = request.headers[.contentLength].flatMap({ Int($0) }), len > limit {
+            throw APIError.bodyTooLarge(limit: limit)
+        }
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: limit)
+        } catch let e as HTTPError where e.status == .contentTooLarge {
+            throw APIError.bodyTooLarge(limit: limit)
+        }
+        let chat = try ChatCompletionRequest.parse(Data(buffer: body))
+        let handler = ChatHandler(pool: pool, metrics: metrics, nodeName: nodeName, logger: logger)
+        return try await handler.handle(chat)
+    }
+}

@@ -1,0 +1,103 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import WWWAPI
+import WWWBackends
+import WWWCore
+
+/// One wwwserve node: backends, HTTP API and services, run under swift-service-lifecycle
+/// with graceful shutdown on SIGTERM/SIGINT (the server stops accepting, in-flight requests
+/// get `shutdown_grace_s` to finish and are then cancelled; managed engines stop last).
+public final class Node: Sendable {
+    public let config: NodeConfig
+    public let pool: BackendPool
+    public let metrics: NodeMetrics
+    public let logger: Logger
+    let clients: [HTTPClient]
+    let managed: [ManagedLlamaCppBackend]
+
+    /// Builds the node's parts; nothing starts until `run`.
+    public init(config: NodeConfig, logger: Logger) throws {
+        try config.validate()
+        self.config = config
+        self.logger = logger
+        self.metrics = NodeMetrics()
+        var entries: [BackendPool.Entry] = []
+        var clients: [HTTPClient] = []
+        var managed: [ManagedLlamaCppBackend] = []
+        for section in config.backends {
+            let (backend, client, engine) = try Self.makeBackend(section, node: config.node, metrics: metrics, logger: logger)
+            entries.append(.init(backend: backend, admissionLimit: section.admissionLimit))
+            clients.append(client)
+            if let engine { managed.append(engine) }
+        }
+        self.pool = BackendPool(entries: entries)
+        self.clients = clients
+        self.managed = managed
+    }
+
+    static func makeBackend(_ s: NodeConfig.BackendSection, node: NodeConfig.NodeSection, metrics: NodeMetrics,
+                            logger: Logger) throws -> (any Backend, HTTPClient, ManagedLlamaCppBackend?) {
+        var cfg = HTTPClient.Configuration()
+        cfg.timeout = .init(connect: .milliseconds(Int64(s.connectTimeoutS * 1000)), read: .milliseconds(Int64(s.readTimeoutS * 1000)))
+        cfg.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(8, s.admissionLimit))
+        cfg.decompression = .disabled
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: cfg)
+        let models = s.models.map {
+            BackendModel(descriptor: ModelDescriptor(name: $0.name, quantization: $0.quantization ?? "", hardware: $0.hardware ?? ""),
+                         upstreamName: $0.upstreamName)
+        }
+        let timeouts = UpstreamTimeouts(connect: .milliseconds(Int64(s.connectTimeoutS * 1000)), read: .milliseconds(Int64(s.readTimeoutS * 1000)),
+                                        total: .milliseconds(Int64(node.requestTimeoutS * 1000)))
+        let http = OpenAIBackend(name: s.name, kind: s.kind, baseURL: s.baseURL, apiKey: s.apiKey, models: models,
+                                 capacity: s.capacity, timeouts: timeouts, client: client, logger: logger)
+        http.onCancelled = { [name = s.name] in logger.debug("upstream request cancelled", metadata: ["backend": "\(name)"]) }
+        guard s.kind == "llamacpp" else { return (http, client, nil) }
+        let l = s.llamacpp ?? NodeConfig.LlamaCppSection()
+        let settings = LlamaCppSettings(modelPath: l.modelPath, python: l.python, threads: l.threads, contextTokens: l.ctx,
+                                        parallel: l.parallel ?? s.capacity,
+                                        logFile: (node.dataDir as NSString).appendingPathComponent("engine-\(s.name).log"),
+                                        startTimeout: .milliseconds(Int64(l.startTimeoutS * 1000)))
+        let engine = ManagedLlamaCppBackend(inner: http, settings: settings, logger: logger)
+        return (engine, client, engine)
+    }
+
+    /// The name the node reports in `X-WWWServe-Node` and `/v1/models` (`owned_by`).
+    public var name: String { "wwwserve@\(config.node.host):\(config.node.port)" }
+
+    /// Runs until SIGTERM/SIGINT (or task cancellation). `onListening` gets the bound port.
+    public func run(onListening: (@Sendable (Int) async -> Void)? = nil) async throws {
+        try FileManager.default.createDirectory(atPath: config.node.dataDir, withIntermediateDirectories: true)
+        let http = NodeHTTP(config: config, pool: pool, metrics: metrics, nodeName: name, logger: logger)
+        let logger = self.logger
+        let app = Application(
+            router: http.router(),
+            configuration: .init(address: .hostname(config.node.host, port: config.node.port), serverName: "wwwserve"),
+            services: managed.map { $0 as any Service },
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                logger.info("wwwserve node listening", metadata: ["address": "http://\(channel.localAddress?.ipAddress ?? "?"):\(port)"])
+                await onListening?(port)
+            },
+            logger: logger)
+        var groupConfig = ServiceGroupConfiguration(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        groupConfig.maximumGracefulShutdownDuration = .milliseconds(Int64(config.node.shutdownGraceS * 1000))
+        groupConfig.cancellationSignals = []
+        let group = ServiceGroup(configuration: groupConfig)
+        do {
+            try await group.run()
+        } catch {
+            await shutdownClients()
+            throw error
+        }
+        await shutdownClients()
+        logger.info("wwwserve node stopped")
+    }
+
+    func shutdownClients() async {
+        for c in clients { try? await c.shutdown() }
+    }
+}

@@ -1,0 +1,77 @@
+import CoreMetrics
+import Foundation
+import Metrics
+import Prometheus
+
+/// The node's metrics, exposed in Prometheus text format on `GET /metrics`.
+///
+/// Uses the swift-metrics API with an injected `PrometheusMetricsFactory`, so each node
+/// instance (tests run several in one process) owns its own registry.
+public final class NodeMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    private let factory: PrometheusMetricsFactory
+
+    public init() {
+        registry = PrometheusCollectorRegistry()
+        var f = PrometheusMetricsFactory(registry: registry)
+        let latency: [Duration] = [.milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+                                   .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+                                   .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30),
+                                   .seconds(60), .seconds(120)]
+        f.defaultDurationHistogramBuckets = latency
+        factory = f
+    }
+
+    /// A finished user request: `endpoint` ("chat", "models", …), `status` HTTP code.
+    public func request(endpoint: String, status: Int) {
+        Counter(label: "wwwserve_requests_total", dimensions: [("endpoint", endpoint), ("status", String(status))], factory: factory).increment()
+    }
+
+    /// An error returned to a user, by type (`APIError.metricType`).
+    public func error(type: String) {
+        Counter(label: "wwwserve_errors_total", dimensions: [("type", type)], factory: factory).increment()
+    }
+
+    public func requestDuration(_ d: Duration, backend: String) {
+        Timer(label: "wwwserve_request_duration_seconds", dimensions: [("backend", backend)], factory: factory).recordNanoseconds(d.nanosecondsClamped)
+    }
+
+    /// Time to first token: request arrival to the first content chunk.
+    public func ttft(_ d: Duration, backend: String) {
+        Timer(label: "wwwserve_ttft_seconds", dimensions: [("backend", backend)], factory: factory).recordNanoseconds(d.nanosecondsClamped)
+    }
+
+    public func tokens(prompt: Int, completion: Int, backend: String) {
+        Counter(label: "wwwserve_tokens_total", dimensions: [("direction", "in"), ("backend", backend)], factory: factory).increment(by: prompt)
+        Counter(label: "wwwserve_tokens_total", dimensions: [("direction", "out"), ("backend", backend)], factory: factory).increment(by: completion)
+    }
+
+    public func inFlight(backend: String, delta: Int) {
+        let m = Meter(label: "wwwserve_in_flight_requests", dimensions: [("backend", backend)], factory: factory)
+        if delta > 0 { m.increment(by: Double(delta)) } else { m.decrement(by: Double(-delta)) }
+    }
+
+    /// An upstream request cancelled because the user went away.
+    public func upstreamCancelled(backend: String) {
+        Counter(label: "wwwserve_upstream_cancelled_total", dimensions: [("backend", backend)], factory: factory).increment()
+    }
+
+    public func backendHealthy(_ healthy: Bool, backend: String) {
+        Gauge(label: "wwwserve_backend_healthy", dimensions: [("backend", backend)], factory: factory).record(healthy ? 1 : 0)
+    }
+
+    /// Prometheus text exposition (format 0.0.4).
+    public func render() -> [UInt8] {
+        var out: [UInt8] = []
+        registry.emit(into: &out)
+        return out
+    }
+}
+
+extension Duration {
+    var nanosecondsClamped: Int64 {
+        let (s, a) = components
+        if s > 9_000_000_000 { return .max }
+        return s * 1_000_000_000 + a / 1_000_000_000
+    }
+}
