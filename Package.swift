@@ -22,9 +22,14 @@ let package = Package(
     ],
     targets: [
         // Pure protocol core: no I/O, no clock, no unseeded randomness, no dependencies.
-        .target(name: "WWWCore", exclude: ["Membership", "Ledger", "Scheduler"]), // TEMP-EXCLUDE
+        .target(name: "WWWCore", exclude: ["Membership"]), // TEMP-EXCLUDE
         // OpenAI wire types, validation, error shapes and SSE coding (Foundation only).
         .target(name: "WWWAPI", dependencies: ["WWWCore"]),
+        // swift-crypto implementations of the core's crypto protocols, key files, signed envelopes.
+        .target(name: "WWWCrypto", dependencies: [
+            "WWWCore",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // SQLite persistence of ledger events (GRDB).
         .target(name: "WWWStore", dependencies: [
             "WWWCore",
@@ -41,7 +46,7 @@ let package = Package(
         ]),
         // The node shell: HTTP server, peer client, services, config, metrics.
         .target(name: "WWWNode", dependencies: [
-            "WWWCore", "WWWAPI", "WWWBackends", "WWWStore",
+            "WWWCore", "WWWAPI", "WWWBackends", "WWWStore", "WWWCrypto",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Crypto", package: "swift-crypto"),
@@ -52,14 +57,24 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
         // Deterministic in-memory harness: N cores, virtual time, simulated network.
-        .target(name: "WWWSim", dependencies: ["WWWCore"]),
-        .executableTarget(name: "wwwserve", dependencies: [
+        // TEMP-DISABLED .target(name: "WWWSim", dependencies: ["WWWCore"]),
+        // `wwwserve bench`: the node's overhead and throughput against direct upstream calls.
+        .target(name: "WWWBench", dependencies: [
             "WWWCore", "WWWAPI", "WWWBackends", "WWWNode",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "wwwserve", dependencies: [
+            "WWWCore", "WWWAPI", "WWWBackends", "WWWNode", "WWWBench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "WWWCoreTests", dependencies: ["WWWCore", "WWWSim"]),
+        .testTarget(name: "WWWCoreTests", dependencies: ["WWWCore"], exclude: ["MembershipTests.swift", "HarnessTests.swift"]), // TEMP-EXCLUDE
+        .testTarget(name: "WWWCryptoTests", dependencies: ["WWWCrypto", "WWWCore"]),
+        .testTarget(name: "WWWStoreTests", dependencies: ["WWWStore", "WWWCore"]),
         .testTarget(name: "WWWAPITests", dependencies: ["WWWAPI"]),
         .testTarget(name: "WWWNodeTests", dependencies: [
             "WWWNode", "WWWBackends", "WWWAPI", "WWWCore",

@@ -27,6 +27,32 @@ public struct BackendStatus: Hashable, Sendable, Codable {
     public var restarts: Int
     /// The last error seen, for operators.
     public var lastError: String?
+
+    public init(name: String, kind: String, healthy: Bool, url: String?, pid: Int32?, load: LoadSnapshot, restarts: Int, lastError: String?) {
+        self.name = name
+        self.kind = kind
+        self.healthy = healthy
+        self.url = url
+        self.pid = pid
+        self.load = load
+        self.restarts = restarts
+        self.lastError = lastError
+    }
+
+    enum CodingKeys: String, CodingKey { case name, kind, healthy, url, pid, load, restarts, lastError = "last_error" }
+
+    /// Optional fields are written as explicit `null`, so clients see a stable shape.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(kind, forKey: .kind)
+        try c.encode(healthy, forKey: .healthy)
+        try c.encode(url, forKey: .url)
+        try c.encode(pid, forKey: .pid)
+        try c.encode(load, forKey: .load)
+        try c.encode(restarts, forKey: .restarts)
+        try c.encode(lastError, forKey: .lastError)
+    }
 }
 
 /// Why a backend could not serve a request. Mapped to user-facing `APIError`s by the node.

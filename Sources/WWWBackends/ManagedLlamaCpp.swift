@@ -12,7 +12,7 @@ public struct LlamaCppSettings: Sendable, Hashable {
     /// The Python interpreter that has xllamacpp installed.
     public var python: String
     public var threads: Int
-    /// Context size in tokens, shared by all slots.
+    /// Context size in tokens per slot (the engine gets `contextTokens × parallel`).
     public var contextTokens: Int
     /// Slots (concurrent sequences).
     public var parallel: Int
@@ -127,6 +127,8 @@ public final class ManagedLlamaCppBackend: Backend, Service, @unchecked Sendable
         let p = lock.withLock { process }
         guard let p, p.isRunning else { return }
         logger.info("stopping llama.cpp engine", metadata: ["backend": "\(name)", "pid": "\(p.processIdentifier)"])
+        // Closing its stdin is the engine's first stop signal (it exits on EOF); SIGTERM follows.
+        lock.withLock { keptPipes.forEach { try? $0.fileHandleForWriting.close() }; keptPipes = [] }
         p.terminate()
         let pid = p.processIdentifier
         DispatchQueue.global().asyncAfter(deadline: .now() + 5) {
@@ -159,7 +161,7 @@ public final class ManagedLlamaCppBackend: Backend, Service, @unchecked Sendable
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = [settings.python, "-c", LlamaCppEngineScript.source,
                        "--model", settings.modelPath, "--host", "127.0.0.1", "--port", "0",
-                       "--ctx", String(settings.contextTokens), "--parallel", String(settings.parallel),
+                       "--ctx", String(settings.contextTokens * settings.parallel), "--parallel", String(settings.parallel),
                        "--threads", String(settings.threads), "--alias", inner.models.first?.upstreamName ?? "default"]
         let stdin = Pipe(), stdout = Pipe()
         p.standardInput = stdin

@@ -14,6 +14,14 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         self.backends = backends
     }
 
+    enum CodingKeys: String, CodingKey { case node, backends }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        node = try c.decodeIfPresent(NodeSection.self, forKey: .node) ?? NodeSection()
+        backends = try c.decodeIfPresent([BackendSection].self, forKey: .backends) ?? []
+    }
+
     public struct APIKey: Codable, Sendable, Equatable {
         /// The bearer token users send (`Authorization: Bearer <key>`).
         public var key: String

@@ -150,6 +150,8 @@ public struct NodeHTTP: Sendable {
             body = try await request.collectBody(upTo: limit)
         } catch let e as HTTPError where e.status == .contentTooLarge {
             throw APIError.bodyTooLarge(limit: limit)
+        } catch is NIOTooManyBytesError {
+            throw APIError.bodyTooLarge(limit: limit)
         }
         let chat = try ChatCompletionRequest.parse(Data(buffer: body))
         let handler = ChatHandler(pool: pool, metrics: metrics, nodeName: nodeName, logger: logger)

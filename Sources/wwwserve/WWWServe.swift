@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import WWWBench
 import WWWNode
 
 @main
@@ -8,7 +9,7 @@ struct WWWServe: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wwwserve",
         abstract: "A decentralized LLM-serving network node.",
-        subcommands: [NodeCommand.self],
+        subcommands: [NodeCommand.self, DemoCommand.self, BenchCommand.self],
         defaultSubcommand: nil)
 }
 

@@ -1,0 +1,64 @@
+/// Why an executor rejected an offer (DESIGN.md §6.3). Travels in the reject message; the raw
+/// values are the wire strings.
+public enum OfferRejectionReason: String, Hashable, Sendable, Codable, CaseIterable {
+    /// No backend here serves the offered model.
+    case notServing
+    /// The offered price is below this provider's `priceAccepted`.
+    case priceTooLow
+    /// The requester's balance, in this executor's ledger view, does not cover the price
+    /// (DESIGN.md §5).
+    case insufficientFunds
+    /// This node's own users are waiting and the policy serves them first.
+    case ownUsersFirst
+    /// The backend is at or above its load target.
+    case overloaded
+    /// The `acceptFrequency` draw said no.
+    case policy
+}
+
+/// An executor's answer to an offer.
+public enum AcceptanceOutcome: Hashable, Sendable {
+    case accept
+    case reject(OfferRejectionReason)
+}
+
+/// Step 3 of the request workflow, executor side: the acceptance policy (DESIGN.md §6.3, §7).
+public enum AcceptanceDecision {
+    /// Evaluates one offer. Checks, in order, returning the first that fails:
+    ///
+    /// 1. `notServing` — `servesModel` is false or there is no local load (no backend);
+    /// 2. `priceTooLow` — `price < policy.priceAccepted`;
+    /// 3. `insufficientFunds` — `!requesterCoversPrice`;
+    /// 4. `ownUsersFirst` — `policy.ownUsersFirst` and `ownUsersWaiting > 0`;
+    /// 5. `overloaded` — `localLoad.utilization ≥ policy.loadTarget`;
+    /// 6. `policy` — `bernoulli(policy.acceptFrequency)` is false.
+    ///
+    /// The PRNG is drawn only in check 6 (and not at all when acceptFrequency is 0 or 1), so
+    /// deterministic checks never perturb the random stream.
+    ///
+    /// - Parameters:
+    ///   - price: the price in the offer's payment authorization.
+    ///   - servesModel: a backend here serves the offered model.
+    ///   - localLoad: that backend's load; nil when none.
+    ///   - requesterCoversPrice: the requester's balance in this node's view is ≥ `price`.
+    ///   - ownUsersWaiting: this node's own user requests queued for that backend.
+    ///   - policy: this node's policy.
+    ///   - prng: this node's generator.
+    public static func evaluate(
+        price: Credits,
+        servesModel: Bool,
+        localLoad: LoadSnapshot?,
+        requesterCoversPrice: Bool,
+        ownUsersWaiting: Int,
+        policy: SchedulingPolicy,
+        prng: inout SeededPRNG
+    ) -> AcceptanceOutcome {
+        guard servesModel, let load = localLoad else { return .reject(.notServing) }
+        if price < policy.priceAccepted { return .reject(.priceTooLow) }
+        if !requesterCoversPrice { return .reject(.insufficientFunds) }
+        if policy.ownUsersFirst && ownUsersWaiting > 0 { return .reject(.ownUsersFirst) }
+        if !RequestScheduler.hasRoom(load, policy) { return .reject(.overloaded) }
+        if !prng.bernoulli(policy.acceptFrequency) { return .reject(.policy) }
+        return .accept
+    }
+}

@@ -1,0 +1,300 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import WWWAPI
+import WWWNode
+
+/// `wwwserve demo`: real node processes with the bundled model answering real prompts
+/// (MT-Bench, Arena-Hard) at arrival times from the Azure LLM inference trace.
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Start real nodes with the bundled model and replay real prompts at trace arrival times.")
+
+    @Option(help: "Requests to replay.") var requests = 12
+    @Option(help: "Mean arrival rate (requests/s) the trace is stretched to; 2 cores serve about 0.5.") var rate = 0.4
+    @Option(help: "Cap on generated tokens per request (the trace's output length, capped).") var maxTokens = 64
+    @Option(help: "End-to-end SLO threshold in seconds; timeouts count as misses.") var sloSeconds = 30.0
+    @Option(help: "Per-request timeout in seconds.") var timeoutSeconds = 120.0
+    @Option(help: "Azure trace to take arrivals from: conv or code.") var trace = "conv"
+    @Option(help: "Path of ../shared/data (auto-detected).") var dataDir: String?
+    @Option(help: "First port; nodes use consecutive ports.") var basePort = 18400
+    @Flag(help: "Print every answer in full.") var verbose = false
+
+    func run() async throws {
+        guard let data = Workload.dataDirectory(explicit: dataDir) else {
+            throw ValidationError("cannot find ../shared/data (prompts and traces); pass --data-dir")
+        }
+        guard requests > 0, rate > 0, maxTokens > 0, sloSeconds > 0 else {
+            throw ValidationError("--requests, --rate, --max-tokens and --slo-seconds must be positive")
+        }
+        let workload = try Workload.replay(dataDir: data, trace: trace, count: requests, rate: rate, maxTokens: maxTokens)
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("wwwserve-demo-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        print("wwwserve demo: \(requests) requests from \(trace) trace arrivals (stretched to \(rate) req/s), prompts from MT-Bench/Arena-Hard")
+        print("work directory: \(work)")
+        let cluster = try DemoCluster(directory: work, basePort: basePort, nodes: [.init(name: "node-a", capacity: 2, threads: 2)])
+        defer { cluster.stop() }
+        try await cluster.start()
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        let results = await DemoReplay(client: client, targets: cluster.userURLs, timeout: timeoutSeconds, verbose: verbose)
+            .run(workload)
+        try? await client.shutdown()
+        DemoReport(results: results, slo: sloSeconds).print()
+    }
+}
+
+/// The node processes of a demo: configs written to a work directory, started as child
+/// processes of this one, stopped with SIGTERM at the end.
+final class DemoCluster: @unchecked Sendable {
+    struct Spec {
+        var name: String
+        var capacity: Int
+        var threads: Int
+    }
+
+    let directory: String
+    let specs: [Spec]
+    let basePort: Int
+    private var processes: [Process] = []
+
+    init(directory: String, basePort: Int, nodes: [Spec]) throws {
+        self.directory = directory
+        self.specs = nodes
+        self.basePort = basePort
+    }
+
+    var userURLs: [String] { specs.indices.map { "http://127.0.0.1:\(basePort + $0)" } }
+
+    func config(for i: Int) -> String {
+        let s = specs[i]
+        return """
+        node:
+          host: 127.0.0.1
+          port: \(basePort + i)
+          data_dir: \(directory)/\(s.name)
+          log_level: warning
+        backends:
+          - name: local
+            kind: llamacpp
+            capacity: \(s.capacity)
+            models:
+              - name: smollm2-135m-instruct
+                quantization: Q4_1
+                hardware: cpu
+            llamacpp:
+              model_path: default
+              threads: \(s.threads)
+              ctx: 2048
+        """
+    }
+
+    func start() async throws {
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
+        for (i, s) in specs.enumerated() {
+            let path = "\(directory)/\(s.name).yaml"
+            try config(for: i).write(toFile: path, atomically: true, encoding: .utf8)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: exe)
+            p.arguments = ["node", "--config", path]
+            let log = "\(directory)/\(s.name).log"
+            FileManager.default.createFile(atPath: log, contents: nil)
+            p.standardOutput = FileHandle(forWritingAtPath: log)
+            p.standardError = FileHandle(forWritingAtPath: log)
+            try p.run()
+            processes.append(p)
+        }
+        print("starting \(specs.count) node(s) and their llama.cpp engines…")
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            for url in userURLs { try await waitReady(url, client: client) }
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        try? await client.shutdown()
+        print("all nodes ready")
+    }
+
+    private func waitReady(_ url: String, client: HTTPClient) async throws {
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline {
+            if processes.contains(where: { !$0.isRunning }) {
+                throw ValidationError("a node exited during start-up; see the logs in \(directory)")
+            }
+            if let resp = try? await client.execute(HTTPClientRequest(url: url + "/ready"), timeout: .seconds(3)) {
+                _ = try? await resp.body.collect(upTo: 1 << 20)
+                if resp.status == .ok { return }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+        }
+        throw ValidationError("node \(url) did not become ready within 120 s; see the logs in \(directory)")
+    }
+
+    func stop() {
+        for p in processes where p.isRunning { p.terminate() }
+        for p in processes { p.waitUntilExit() }
+    }
+}
+
+/// One replayed request's outcome.
+struct DemoResult: Sendable {
+    var request: WorkloadRequest
+    var target: String
+    var ok: Bool
+    var error: String?
+    var ttft: Double?
+    var latency: Double
+    var completionTokens: Int
+    var executor: String?
+    var offloaded: Bool
+    var answer: String
+}
+
+/// Sends the workload at its arrival times, streaming, and measures TTFT and latency.
+struct DemoReplay: Sendable {
+    let client: HTTPClient
+    let targets: [String]
+    let timeout: Double
+    let verbose: Bool
+
+    func run(_ workload: [WorkloadRequest]) async -> [DemoResult] {
+        let start = ContinuousClock.now
+        let progress = ProgressBar(total: workload.count)
+        return await withTaskGroup(of: DemoResult.self) { group in
+            for (i, w) in workload.enumerated() {
+                let target = targets[i % targets.count]
+                group.addTask {
+                    try? await Task.sleep(until: start + w.arrival)
+                    return await send(w, to: target)
+                }
+            }
+            var out: [DemoResult] = []
+            for await r in group {
+                out.append(r)
+                progress.advance(ok: r.ok)
+                if verbose || out.count <= 3 {
+                    progress.clearLine()
+                    Swift.print("  [\(r.request.source)] \(r.ok ? String(format: "%.2fs", r.latency) : "FAILED") → \(r.ok ? r.answer.prefix(verbose ? 10_000 : 100).replacingOccurrences(of: "\n", with: " ") : r.error ?? "")")
+                }
+            }
+            progress.finish()
+            return out.sorted { $0.request.arrival < $1.request.arrival }
+        }
+    }
+
+    func send(_ w: WorkloadRequest, to target: String) async -> DemoResult {
+        let began = ContinuousClock.now
+        var result = DemoResult(request: w, target: target, ok: false, error: nil, ttft: nil, latency: 0, completionTokens: 0, executor: nil, offloaded: false, answer: "")
+        do {
+            var req = HTTPClientRequest(url: target + "/v1/chat/completions")
+            req.method = .POST
+            req.headers.add(name: "Content-Type", value: "application/json")
+            let body: [String: Any] = [
+                "model": "smollm2-135m-instruct", "stream": true, "stream_options": ["include_usage": true],
+                "max_tokens": w.maxTokens, "temperature": 0.7,
+                "messages": [["role": "user", "content": w.prompt]],
+            ]
+            req.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: body)))
+            let resp = try await client.execute(req, timeout: .seconds(Int64(timeout)))
+            result.executor = resp.headers.first(name: "X-WWWServe-Executor") ?? resp.headers.first(name: "X-WWWServe-Node")
+            result.offloaded = resp.headers.first(name: "X-WWWServe-Offloaded") == "true"
+            guard resp.status == .ok else {
+                let text = (try? await resp.body.collect(upTo: 1 << 16)).map { String(buffer: $0) } ?? ""
+                throw ValidationError("HTTP \(resp.status.code): \(text.prefix(200))")
+            }
+            var reader = SSEReader()
+            var acc = StreamAccumulator()
+            var sawDone = false
+            for try await buf in resp.body {
+                for payload in try reader.feed(buf.readableBytesView) {
+                    if payload == "[DONE]" { sawDone = true; continue }
+                    if payload.contains("\"error\"") { throw ValidationError("in-stream error: \(payload.prefix(200))") }
+                    let chunk = try JSONDecoder().decode(ChatCompletionChunk.self, from: Data(payload.utf8))
+                    acc.add(chunk)
+                    if result.ttft == nil, acc.sawContent { result.ttft = (ContinuousClock.now - began).seconds }
+                }
+            }
+            guard sawDone else { throw ValidationError("stream ended without [DONE]") }
+            result.ok = true
+            result.answer = acc.content
+            result.completionTokens = acc.usage?.completionTokens ?? 0
+        } catch {
+            result.error = "\(error)"
+        }
+        result.latency = (ContinuousClock.now - began).seconds
+        return result
+    }
+}
+
+/// A one-line progress bar on stderr (only when stderr is a terminal).
+final class ProgressBar: @unchecked Sendable {
+    private let total: Int
+    private var done = 0
+    private var failed = 0
+    private let lock = NSLock()
+    private let tty = isatty(STDERR_FILENO) != 0
+
+    init(total: Int) { self.total = total; draw() }
+
+    func advance(ok: Bool) {
+        lock.withLock {
+            done += 1
+            if !ok { failed += 1 }
+        }
+        draw()
+    }
+
+    func clearLine() { if tty { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) } }
+
+    private func draw() {
+        let (d, f) = lock.withLock { (done, failed) }
+        let width = 30
+        let filled = total == 0 ? width : d * width / total
+        let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+        let line = "[\(bar)] \(d)/\(total) done, \(f) failed"
+        if tty { FileHandle.standardError.write(Data("\r\u{1B}[2K\(line)".utf8)) }
+    }
+
+    func finish() {
+        if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+        let (d, f) = lock.withLock { (done, failed) }
+        Swift.print("replay finished: \(d)/\(total) requests, \(f) failed")
+    }
+}
+
+/// The end-of-demo summary.
+struct DemoReport {
+    let results: [DemoResult]
+    let slo: Double
+
+    static func percentile(_ xs: [Double], _ p: Double) -> Double? {
+        guard !xs.isEmpty else { return nil }
+        let s = xs.sorted()
+        return s[min(s.count - 1, Int((p * Double(s.count - 1)).rounded()))]
+    }
+
+    func fmt(_ v: Double?) -> String { v.map { String(format: "%.2f s", $0) } ?? "-" }
+
+    func print() {
+        let ok = results.filter(\.ok)
+        let withinSLO = ok.filter { $0.latency <= slo }.count
+        let ttfts = ok.compactMap(\.ttft)
+        let lat = ok.map(\.latency)
+        let tokens = ok.map(\.completionTokens).reduce(0, +)
+        Swift.print("")
+        Swift.print("== summary ==")
+        Swift.print("requests:          \(results.count) (\(ok.count) ok, \(results.count - ok.count) failed)")
+        Swift.print("local / offloaded: \(ok.filter { !$0.offloaded }.count) / \(ok.filter(\.offloaded).count)")
+        var perNode: [String: Int] = [:]
+        for r in ok { perNode[r.executor ?? "?", default: 0] += 1 }
+        Swift.print("executions:        " + perNode.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
+        Swift.print(String(format: "SLO attainment:    %.1f %% (end-to-end ≤ %.0f s; failures and timeouts count as misses)", results.isEmpty ? 0 : 100.0 * Double(withinSLO) / Double(results.count), slo))
+        Swift.print("TTFT p50 / p99:    \(fmt(Self.percentile(ttfts, 0.5))) / \(fmt(Self.percentile(ttfts, 0.99)))")
+        Swift.print("latency p50 / p99: \(fmt(Self.percentile(lat, 0.5))) / \(fmt(Self.percentile(lat, 0.99)))")
+        Swift.print("tokens generated:  \(tokens)")
+        for r in results where !r.ok { Swift.print("  failed [\(r.request.source)]: \(r.error ?? "?")") }
+    }
+}
