@@ -22,7 +22,7 @@ let package = Package(
     ],
     targets: [
         // Pure protocol core: no I/O, no clock, no unseeded randomness, no dependencies.
-        .target(name: "WWWCore", exclude: ["Membership"]), // TEMP-EXCLUDE
+        .target(name: "WWWCore"),
         // OpenAI wire types, validation, error shapes and SSE coding (Foundation only).
         .target(name: "WWWAPI", dependencies: ["WWWCore"]),
         // swift-crypto implementations of the core's crypto protocols, key files, signed envelopes.
@@ -67,7 +67,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "wwwserve", dependencies: [
-            "WWWCore", "WWWAPI", "WWWBackends", "WWWNode", "WWWBench",
+            "WWWCore", "WWWAPI", "WWWBackends", "WWWNode", "WWWBench", "WWWCrypto",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),

@@ -128,7 +128,7 @@ public final class OpenAIBackend: Backend, @unchecked Sendable {
     }
 
     /// Maps a non-200 engine response to a `BackendError`, reading at most 64 KiB of body.
-    static func statusError(_ response: HTTPClientResponse) async -> BackendError {
+    public static func statusError(_ response: HTTPClientResponse) async -> BackendError {
         let text = (try? await response.body.collect(upTo: 64 << 10)).map { String(buffer: $0) } ?? ""
         let message = Self.upstreamMessage(text) ?? "HTTP \(response.status.code)"
         let retryAfter = response.headers.first(name: "Retry-After").flatMap { Int($0) }.map { max(1, $0) } ?? 1
@@ -140,7 +140,7 @@ public final class OpenAIBackend: Backend, @unchecked Sendable {
         }
     }
 
-    static func upstreamMessage(_ body: String) -> String? {
+    public static func upstreamMessage(_ body: String) -> String? {
         guard let data = body.data(using: .utf8),
               let v = try? JSONDecoder().decode(JSONValue.self, from: data),
               case .object(let o) = v else { return body.isEmpty ? nil : String(body.prefix(300)) }
@@ -150,7 +150,7 @@ public final class OpenAIBackend: Backend, @unchecked Sendable {
         return String(body.prefix(300))
     }
 
-    static func map(_ error: any Error) -> BackendError {
+    public static func map(_ error: any Error) -> BackendError {
         if let e = error as? BackendError { return e }
         if error is CancellationError { return .cancelled }
         if let e = error as? HTTPClientError {
@@ -197,33 +197,43 @@ public final class OpenAIBackend: Backend, @unchecked Sendable {
     }
 
     static func pump(_ body: HTTPClientResponse.Body, into continuation: ChunkStream.Continuation) async throws {
+        try await readChunks(body) { chunk in
+            if case .terminated = continuation.yield(chunk) { throw CancellationError() }
+        }
+        continuation.finish()
+    }
+
+    /// Reads an SSE body of `chat.completion.chunk`s (leniently, §6a) and hands each chunk
+    /// to `handle`. Returns at `[DONE]` or at the end of a stream that finished.
+    /// - Throws: `BackendError.truncated` when the stream ended without a finish reason
+    ///   and without `[DONE]`; `.failed` for malformed chunks or an in-stream error event.
+    public static func readChunks(_ body: HTTPClientResponse.Body, _ handle: (ChatCompletionChunk) throws -> Void) async throws {
         var reader = SSEReader()
         let decoder = JSONDecoder()
         var finished = false
         var done = false
-        func handle(_ payload: String) throws {
+        func consume(_ payload: String) throws {
             if payload == "[DONE]" { done = true; return }
             let chunk: ChatCompletionChunk
             do {
                 chunk = try decoder.decode(ChatCompletionChunk.self, from: Data(payload.utf8))
             } catch {
                 if let msg = upstreamMessage(payload), payload.contains("\"error\"") { throw BackendError.failed(msg) }
-                throw BackendError.failed("malformed chunk from engine: \(payload.prefix(200))")
+                throw BackendError.failed("malformed chunk: \(payload.prefix(200))")
             }
             if chunk.choices.contains(where: { $0.finishReason != nil }) { finished = true }
-            if case .terminated = continuation.yield(chunk) { throw CancellationError() }
+            try handle(chunk)
         }
         for try await buffer in body {
             try Task.checkCancellation()
             for payload in try reader.feed(buffer.readableBytesView) {
-                try handle(payload)
+                try consume(payload)
                 if done { break }
             }
             if done { break }
         }
-        if !done, let last = reader.finish() { try handle(last) }
+        if !done, let last = reader.finish() { try consume(last) }
         guard finished || done else { throw BackendError.truncated }
-        continuation.finish()
     }
 
     // MARK: status

@@ -73,6 +73,30 @@ public final class BackendPool: @unchecked Sendable {
         inFlight[name] = v
     }
 
+    /// The node's own view of the load of the backends serving `model` (admitted requests
+    /// against capacity); nil when no local backend serves it.
+    public func localLoad(model: String) -> LoadSnapshot? {
+        let serving = entries.filter { $0.backend.models.contains { $0.descriptor.name == model } }
+        guard !serving.isEmpty else { return nil }
+        return snapshot(of: serving)
+    }
+
+    /// The load over every backend (for the member record).
+    public func loadSnapshot() -> LoadSnapshot { snapshot(of: entries) }
+
+    private func snapshot(of list: [Entry]) -> LoadSnapshot {
+        lock.lock()
+        defer { lock.unlock() }
+        var running = 0, waiting = 0, capacity = 0
+        for e in list {
+            let n = inFlight[e.backend.name, default: 0]
+            running += min(n, e.backend.capacity)
+            waiting += max(0, n - e.backend.capacity)
+            capacity += e.backend.capacity
+        }
+        return LoadSnapshot(running: running, waiting: waiting, capacity: max(1, capacity))
+    }
+
     /// Requests the node has admitted to `backend` and not finished.
     public func admitted(_ backend: String) -> Int {
         lock.lock()

@@ -18,25 +18,27 @@ final class SequentialBox<T>: @unchecked Sendable {
 final class RequestScope: @unchecked Sendable {
     private let lock = NSLock()
     private var done = false
-    private let lease: BackendPool.Lease
+    private let release: @Sendable () -> Void
     private let metrics: NodeMetrics
     let start: ContinuousClock.Instant
-    var backendName: String { lease.backend.name }
+    let backendName: String
 
-    init(lease: BackendPool.Lease, metrics: NodeMetrics) {
-        self.lease = lease
+    init(backendName: String, release: @escaping @Sendable () -> Void, metrics: NodeMetrics, start: ContinuousClock.Instant = .now) {
+        self.backendName = backendName
+        self.release = release
         self.metrics = metrics
-        self.start = .now
-        metrics.inFlight(backend: lease.backend.name, delta: 1)
+        self.start = start
+        metrics.inFlight(backend: backendName, delta: 1)
     }
 
     func finish(status: Int, usage: Usage?) {
-        lock.lock()
-        let first = !done
-        done = true
-        lock.unlock()
+        let first = lock.withLock {
+            let f = !done
+            done = true
+            return f
+        }
         guard first else { return }
-        lease.release()
+        release()
         metrics.inFlight(backend: backendName, delta: -1)
         metrics.request(endpoint: "chat", status: status)
         metrics.requestDuration(.now - start, backend: backendName)
@@ -46,13 +48,22 @@ final class RequestScope: @unchecked Sendable {
     deinit { finish(status: 499, usage: nil) }
 }
 
-/// Runs a validated chat request on a local backend and answers the user, streaming or
-/// not, following the relay rules of DESIGN.md §6a.
+/// Where a request runs: on a local backend (a reserved slot) or on a peer.
+enum Placement {
+    case local(BackendPool.Lease)
+    case remote(NetworkBackend, ChunkStream)
+}
+
+/// Runs a validated chat request — locally or offloaded (DESIGN.md §6) — and answers the
+/// user, streaming or not, following the relay rules of §6a.
 struct ChatHandler: Sendable {
     let pool: BackendPool
     let metrics: NodeMetrics
     let nodeName: String
     let logger: Logger
+    var network: PeerNetwork? = nil
+    var policy: SchedulingPolicy = SchedulingPolicy()
+    var requestTimeout: Duration = .seconds(300)
 
     static let sseHeaders: HTTPFields = [
         .contentType: "text/event-stream",
@@ -60,30 +71,87 @@ struct ChatHandler: Sendable {
         HTTPField.Name("X-Accel-Buffering")!: "no",
     ]
 
-    func handle(_ request: ChatCompletionRequest) async throws -> Response {
-        let lease: BackendPool.Lease
-        switch pool.admit(model: request.model) {
-        case .success(let l): lease = l
-        case .failure(.unknownModel): throw APIError.modelNotFound(request.model)
-        case .failure(.overloaded):
-            throw APIError.overloaded("All backends serving '\(request.model)' are at capacity; retry shortly.", retryAfter: 1)
-        }
-        let scope = RequestScope(lease: lease, metrics: metrics)
+    /// - Parameter allowOffload: false when the user (header) or the operator (API key)
+    ///   forbids the prompt to leave this node.
+    func handle(_ request: ChatCompletionRequest, allowOffload: Bool = true) async throws -> Response {
+        let start = ContinuousClock.now
+        let placement = try await place(request, allowOffload: allowOffload)
         let id = "chatcmpl-" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
         let created = Int64(Date().timeIntervalSince1970)
+        let scope: RequestScope
+        let stream: ChunkStream
+        let remote: NetworkBackend?
+        switch placement {
+        case .local(let lease):
+            scope = RequestScope(backendName: lease.backend.name, release: { lease.release() }, metrics: metrics, start: start)
+            remote = nil
+            do {
+                stream = try await lease.backend.chat(request, model: lease.model)
+            } catch {
+                let apiError = Self.apiError(error)
+                scope.finish(status: apiError.status, usage: nil)
+                throw apiError
+            }
+        case .remote(let backend, let s):
+            scope = RequestScope(backendName: "network", release: {}, metrics: metrics, start: start)
+            remote = backend
+            stream = s
+        }
         do {
-            let stream = try await lease.backend.chat(request, model: lease.model)
             let box = SequentialBox(stream.makeAsyncIterator())
             let head = try await readUntilCommitted(box, scope: scope)
             let rewriter = ChunkRewriter(id: id, created: created, model: request.model, includeUsage: request.includeUsage)
+            let headers = responseHeaders(executor: remote?.executor)
             if request.stream {
-                return streamingResponse(head: head, rest: box, rewriter: rewriter, scope: scope)
+                return streamingResponse(head: head, rest: box, rewriter: rewriter, scope: scope, headers: headers)
             }
-            return try await completeResponse(head: head, rest: box, rewriter: rewriter, scope: scope)
+            return try await completeResponse(head: head, rest: box, rewriter: rewriter, scope: scope, headers: headers)
         } catch {
             let apiError = Self.apiError(error)
             scope.finish(status: apiError.status, usage: nil)
             throw apiError
+        }
+    }
+
+    /// Step 1 of §6 with bounded retries: local slot, offload, queue, or a clear error.
+    func place(_ request: ChatCompletionRequest, allowOffload: Bool) async throws -> Placement {
+        guard let network else { return .local(try admitLocal(request.model)) }
+        let model = request.model
+        let remoteServes = await network.peersServe(model)
+        guard pool.serves(model) || remoteServes else { throw APIError.modelNotFound(model) }
+        var lastError: APIError?
+        for retry in 0...(policy.maxRetries + 1) {
+            let decision = await network.decide(model: model, localLoad: pool.localLoad(model: model),
+                                                pinnedLocal: !allowOffload, retryCount: retry)
+            switch decision {
+            case .runLocal, .queueLocal:
+                return .local(try admitLocal(model))
+            case .offload:
+                guard remoteServes else { continue }
+                let backend = NetworkBackend(network: network, policy: policy, requestTimeout: requestTimeout, metrics: metrics, logger: logger)
+                do {
+                    return .remote(backend, try await backend.start(request))
+                } catch {
+                    lastError = Self.apiError(error)
+                }
+            case .retryAfter(let d):
+                try await Task.sleep(for: d)
+            case .reject(let r):
+                if !allowOffload && !pool.serves(model) {
+                    throw APIError.unavailable("'\(model)' is not served on this node and the request forbids offloading: \(r)", retryAfter: 1)
+                }
+                throw lastError ?? APIError.unavailable("No executor is available for '\(model)': \(r)", retryAfter: 1)
+            }
+        }
+        throw lastError ?? APIError.unavailable("No executor is available for '\(model)'.", retryAfter: 1)
+    }
+
+    func admitLocal(_ model: String) throws -> BackendPool.Lease {
+        switch pool.admit(model: model) {
+        case .success(let l): return l
+        case .failure(.unknownModel): throw APIError.modelNotFound(model)
+        case .failure(.overloaded):
+            throw APIError.overloaded("All backends serving '\(model)' are at capacity; retry shortly.", retryAfter: 1)
         }
     }
 
@@ -109,28 +177,35 @@ struct ChatHandler: Sendable {
     }
 
     private func completeResponse(head: [ChatCompletionChunk], rest box: SequentialBox<ChunkStream.AsyncIterator>,
-                                  rewriter: ChunkRewriter, scope: RequestScope) async throws -> Response {
+                                  rewriter: ChunkRewriter, scope: RequestScope, headers: HTTPFields) async throws -> Response {
         var acc = StreamAccumulator()
         head.forEach { acc.add($0) }
         while let chunk = try await box.value.next() { acc.add(chunk) }
         let body = acc.completion(id: rewriter.id, created: rewriter.created, model: rewriter.model)
         scope.finish(status: 200, usage: acc.usage)
         let data = try JSONEncoder.openAI.encode(body)
-        return Response(status: .ok, headers: responseHeaders([.contentType: "application/json"]), body: .init(byteBuffer: ByteBuffer(data: data)))
+        var h = headers
+        h[.contentType] = "application/json"
+        return Response(status: .ok, headers: h, body: .init(byteBuffer: ByteBuffer(data: data)))
     }
 
-    private func responseHeaders(_ base: HTTPFields) -> HTTPFields {
-        var h = base
+    /// `X-WWWServe-Node` (this node), `X-WWWServe-Executor` (who ran it) and
+    /// `X-WWWServe-Offloaded`.
+    private func responseHeaders(executor: NodeID?) -> HTTPFields {
+        var h = HTTPFields()
         h[HTTPField.Name("X-WWWServe-Node")!] = nodeName
-        h[HTTPField.Name("X-WWWServe-Offloaded")!] = "false"
+        h[HTTPField.Name("X-WWWServe-Executor")!] = executor?.hex ?? nodeName
+        h[HTTPField.Name("X-WWWServe-Offloaded")!] = executor == nil ? "false" : "true"
         return h
     }
 
     private func streamingResponse(head: [ChatCompletionChunk], rest box: SequentialBox<ChunkStream.AsyncIterator>,
-                                   rewriter: ChunkRewriter, scope: RequestScope) -> Response {
+                                   rewriter: ChunkRewriter, scope: RequestScope, headers: HTTPFields) -> Response {
         let logger = self.logger
         let metrics = self.metrics
-        return Response(status: .ok, headers: responseHeaders(Self.sseHeaders), body: .init { writer in
+        var h = headers
+        for f in Self.sseHeaders { h[f.name] = f.value }
+        return Response(status: .ok, headers: h, body: .init { writer in
             var acc = StreamAccumulator()
             var clientGone = false
             do {

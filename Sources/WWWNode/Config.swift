@@ -8,18 +8,27 @@ import Yams
 public struct NodeConfig: Codable, Sendable, Equatable {
     public var node: NodeSection
     public var backends: [BackendSection]
+    /// Present when the node takes part in a network (DESIGN.md §3–§7).
+    public var network: NetworkSection?
+    /// Offload, queue, accept and stake policy.
+    public var policy: PolicySection
 
-    public init(node: NodeSection = NodeSection(), backends: [BackendSection] = []) {
+    public init(node: NodeSection = NodeSection(), backends: [BackendSection] = [], network: NetworkSection? = nil,
+                policy: PolicySection = PolicySection()) {
         self.node = node
         self.backends = backends
+        self.network = network
+        self.policy = policy
     }
 
-    enum CodingKeys: String, CodingKey { case node, backends }
+    enum CodingKeys: String, CodingKey { case node, backends, network, policy }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         node = try c.decodeIfPresent(NodeSection.self, forKey: .node) ?? NodeSection()
         backends = try c.decodeIfPresent([BackendSection].self, forKey: .backends) ?? []
+        network = try c.decodeIfPresent(NetworkSection.self, forKey: .network)
+        policy = try c.decodeIfPresent(PolicySection.self, forKey: .policy) ?? PolicySection()
     }
 
     public struct APIKey: Codable, Sendable, Equatable {
@@ -226,7 +235,15 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         guard (0...65535).contains(node.port) else { throw ConfigError("node.port must be in 0...65535") }
         guard node.maxBodyBytes >= 1024 else { throw ConfigError("node.max_body_bytes must be at least 1024") }
         guard node.requestTimeoutS > 0 else { throw ConfigError("node.request_timeout_s must be positive") }
-        guard !backends.isEmpty else { throw ConfigError("at least one backend is required under 'backends'") }
+        guard !backends.isEmpty || network != nil else {
+            throw ConfigError("at least one backend is required under 'backends' (a node without backends must join a network)")
+        }
+        _ = try policy.schedulingPolicy()
+        if let n = network {
+            guard n.gossipPeriodMs >= 50, n.peerTimeoutMs >= 50 else {
+                throw ConfigError("network.gossip_period_ms and network.peer_timeout_ms must be at least 50")
+            }
+        }
         var names = Set<String>()
         for (i, b) in backends.enumerated() {
             let p = "backends[\(i)]"
@@ -257,6 +274,9 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         }
         if let l = env["WWWSERVE_LOG_LEVEL"], !l.isEmpty { node.logLevel = l }
         if let d = env["WWWSERVE_DATA_DIR"], !d.isEmpty { node.dataDir = d }
+        if let g = env["WWWSERVE_GENESIS"], !g.isEmpty {
+            if network == nil { network = NetworkSection(genesis: g) } else { network!.genesis = g }
+        }
     }
 }
 

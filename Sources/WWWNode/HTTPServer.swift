@@ -77,14 +77,16 @@ public struct NodeHTTP: Sendable {
     let metrics: NodeMetrics
     let nodeName: String
     let logger: Logger
+    let network: PeerNetwork?
     let started = Int64(Date().timeIntervalSince1970)
 
-    public init(config: NodeConfig, pool: BackendPool, metrics: NodeMetrics, nodeName: String, logger: Logger) {
+    public init(config: NodeConfig, pool: BackendPool, metrics: NodeMetrics, nodeName: String, logger: Logger, network: PeerNetwork? = nil) {
         self.config = config
         self.pool = pool
         self.metrics = metrics
         self.nodeName = nodeName
         self.logger = logger
+        self.network = network
     }
 
     public func router() -> Router<BasicRequestContext> {
@@ -98,8 +100,9 @@ public struct NodeHTTP: Sendable {
         }
         let keys = Dictionary(config.node.apiKeys.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         let v1 = router.group("/v1").add(middleware: APIKeyMiddleware(keys: keys))
-        v1.get("/models") { _, _ in try self.models() }
+        v1.get("/models") { _, _ in try await self.models() }
         v1.post("/chat/completions") { request, _ in try await self.chat(request) }
+        if let network { PeerRoutes(http: self, network: network).add(to: router) }
         return router
     }
 
@@ -108,8 +111,14 @@ public struct NodeHTTP: Sendable {
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(data: data)))
     }
 
-    func models() throws -> Response {
-        let list = ModelList(data: pool.models.map { ModelEntry(id: $0.name, created: started, ownedBy: nodeName) })
+    func models() async throws -> Response {
+        var entries = pool.models.map { ModelEntry(id: $0.name, created: started, ownedBy: nodeName) }
+        if let network {
+            let local = Set(entries.map(\.id))
+            entries += await network.networkModels().filter { !local.contains($0.name) }
+                .map { ModelEntry(id: $0.name, created: started, ownedBy: "wwwserve-network") }
+        }
+        let list = ModelList(data: entries)
         metrics.request(endpoint: "models", status: 200)
         return try Self.json(list)
     }
@@ -154,7 +163,22 @@ public struct NodeHTTP: Sendable {
             throw APIError.bodyTooLarge(limit: limit)
         }
         let chat = try ChatCompletionRequest.parse(Data(buffer: body))
-        let handler = ChatHandler(pool: pool, metrics: metrics, nodeName: nodeName, logger: logger)
-        return try await handler.handle(chat)
+        var handler = ChatHandler(pool: pool, metrics: metrics, nodeName: nodeName, logger: logger, network: network)
+        handler.policy = (try? config.policy.schedulingPolicy()) ?? SchedulingPolicy()
+        handler.requestTimeout = .milliseconds(Int64(config.node.requestTimeoutS * 1000))
+        return try await handler.handle(chat, allowOffload: allowOffload(request))
+    }
+
+    /// Offloading is forbidden by the request header `X-WWWServe-Allow-Offload: false` or by
+    /// the API key's `allow_offload: false` (DESIGN.md §3: prompts travel to executors).
+    func allowOffload(_ request: Request) -> Bool {
+        if let h = request.headers[HTTPField.Name("X-WWWServe-Allow-Offload")!], ["false", "0", "no"].contains(h.lowercased()) {
+            return false
+        }
+        if let auth = request.headers[.authorization], auth.hasPrefix("Bearer ") {
+            let key = String(auth.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+            if let k = config.node.apiKeys.first(where: { $0.key == key }) { return k.allowOffload }
+        }
+        return true
     }
 }

@@ -18,6 +18,8 @@ public final class Node: Sendable {
     public let logger: Logger
     let clients: [HTTPClient]
     let managed: [ManagedLlamaCppBackend]
+    /// The network driver when the config has a `network:` section.
+    public let network: PeerNetwork?
 
     /// Builds the node's parts; nothing starts until `run`.
     public init(config: NodeConfig, logger: Logger) throws {
@@ -34,9 +36,12 @@ public final class Node: Sendable {
             clients.append(client)
             if let engine { managed.append(engine) }
         }
-        self.pool = BackendPool(entries: entries)
+        let pool = BackendPool(entries: entries)
+        let metrics = self.metrics
+        self.pool = pool
         self.clients = clients
         self.managed = managed
+        self.network = try config.network.map { try PeerNetwork(config: config, section: $0, pool: pool, metrics: metrics, logger: logger) }
     }
 
     static func makeBackend(_ s: NodeConfig.BackendSection, node: NodeConfig.NodeSection, metrics: NodeMetrics,
@@ -66,17 +71,17 @@ public final class Node: Sendable {
     }
 
     /// The name the node reports in `X-WWWServe-Node` and `/v1/models` (`owned_by`).
-    public var name: String { "wwwserve@\(config.node.host):\(config.node.port)" }
+    public var name: String { network?.me.hex ?? "wwwserve@\(config.node.host):\(config.node.port)" }
 
     /// Runs until SIGTERM/SIGINT (or task cancellation). `onListening` gets the bound port.
     public func run(onListening: (@Sendable (Int) async -> Void)? = nil) async throws {
         try FileManager.default.createDirectory(atPath: config.node.dataDir, withIntermediateDirectories: true)
-        let http = NodeHTTP(config: config, pool: pool, metrics: metrics, nodeName: name, logger: logger)
+        let http = NodeHTTP(config: config, pool: pool, metrics: metrics, nodeName: name, logger: logger, network: network)
         let logger = self.logger
         let app = Application(
             router: http.router(),
             configuration: .init(address: .hostname(config.node.host, port: config.node.port), serverName: "wwwserve"),
-            services: managed.map { $0 as any Service },
+            services: managed.map { $0 as any Service } + (network.map { [$0 as any Service] } ?? []),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 logger.info("wwwserve node listening", metadata: ["address": "http://\(channel.localAddress?.ipAddress ?? "?"):\(port)"])

@@ -60,6 +60,28 @@ public final class NodeMetrics: Sendable {
         Gauge(label: "wwwserve_backend_healthy", dimensions: [("backend", backend)], factory: factory).record(healthy ? 1 : 0)
     }
 
+    /// A peer message by kind ("membership", "ledger", "offer") and outcome ("sent",
+    /// "accepted", "rejected_badSignature", "rejected_stale", "rejected_replayedNonce",
+    /// "rejected_wrongRecipient", "send_failed", "dropped", …).
+    public func peerMessage(kind: String, outcome: String) {
+        Counter(label: "wwwserve_peer_messages_total", dimensions: [("kind", kind), ("outcome", outcome)], factory: factory).increment()
+    }
+
+    /// Offers by role ("requester", "executor") and outcome.
+    public func offer(role: String, outcome: String) {
+        Counter(label: "wwwserve_offers_total", dimensions: [("role", role), ("outcome", outcome)], factory: factory).increment()
+    }
+
+    /// Ledger events persisted (own and received).
+    public func ledgerEvents(_ n: Int) {
+        Counter(label: "wwwserve_ledger_events_persisted_total", factory: factory).increment(by: n)
+    }
+
+    /// Job receipts this node published as executor.
+    public func jobReceipt() {
+        Counter(label: "wwwserve_job_receipts_total", factory: factory).increment()
+    }
+
     /// Prometheus text exposition (format 0.0.4).
     public func render() -> [UInt8] {
         var out: [UInt8] = []

@@ -1,0 +1,737 @@
+/// SWIM-style gossip membership as a pure state machine (DESIGN.md §4).
+///
+/// Sources: Das, Gupta, Motivala, "SWIM: Scalable Weakly-consistent Infection-style Process
+/// Group Membership Protocol" (DSN 2002); hashicorp/memberlist (push-pull, suspicion and
+/// retransmit scaling); apple/swift-cluster-membership (`SWIM.Instance` returning
+/// directives). Anti-entropy walks the NodeID space in bounded digest ranges (Scuttlebutt-
+/// like reconciliation, van Renesse et al. 2008) so every message stays bounded.
+///
+/// Driving it (the node shell or WWWSim):
+/// 1. `init(...)`, then `start(now:seeds:)` once.
+/// 2. Call `tick(now:)` at `nextDeadline` (or at least once per `protocolPeriod`).
+/// 3. Hand every received membership message to `receive(_:from:fromAddress:now:)`; `from`
+///    is the authenticated sender of the signed envelope.
+/// 4. Call `updateLocal(_:now:)` when models/capacity/load/accepting/stake change, and
+///    `leave(now:)` before shutting down.
+/// Every input returns `[MembershipDirective]`, executed in order: `.send` messages (best
+/// effort) and notifications (`memberUp`/`memberChanged`/`memberDown`/`memberRemoved`,
+/// `localUpdated`, `rejected`). Query the table with `members`, `alivePeers()`, `record(of:)`.
+///
+/// Each protocol period a node (a) resolves the previous probe (unacked → `suspect`),
+/// (b) pings the next member of a shuffled round-robin list and, if no ack arrives within
+/// `probeTimeout`, sends ping-req to `indirectProbes` random members, (c) push-pulls a
+/// bounded digest with `fanout` random live members (plus one dead one, so healed
+/// partitions reconnect), (d) retries its seeds while it knows no live peer. A suspect
+/// becomes `dead` after the suspicion timeout unless it refutes by raising its incarnation.
+public struct Membership: Sendable {
+    /// Lifecycle of the local node.
+    public enum Phase: Hashable, Sendable {
+        /// Constructed; `start` not called.
+        case idle
+        /// Started with seeds and no live peer known yet: seeds are retried every period.
+        case joining
+        /// Taking part in probing and gossip.
+        case active
+        /// `leave` was called; all inputs are ignored.
+        case left
+    }
+
+    /// A peer-table entry: the subject's latest signed record plus a verdict at exactly
+    /// that record's incarnation (if any).
+    struct Entry: Sendable {
+        var signed: Signed<MemberRecord>
+        var verdict: MemberVerdict?
+
+        var status: MemberStatus { signed.value.status == .left ? .left : (verdict?.status ?? .alive) }
+        var incarnation: UInt64 { signed.value.incarnation }
+        var isLive: Bool { status == .alive || status == .suspect }
+        var view: MemberRecord {
+            var r = signed.value
+            r.status = status
+            return r
+        }
+        var digestEntry: MembershipDigestEntry { MembershipDigestEntry(node: signed.value.node, incarnation: incarnation, status: status) }
+    }
+
+    struct ProbeTarget: Hashable, Sendable {
+        var node: NodeID
+        var seq: UInt64
+        var incarnation: UInt64
+    }
+
+    /// The SWIM failure-detector state of the current protocol period.
+    enum ProbeState: Hashable, Sendable {
+        /// No probe outstanding (no live peer, or the previous one was acked).
+        case idle
+        /// Ping sent; at `indirectAt` without an ack, ping-req goes to helpers.
+        case direct(ProbeTarget, indirectAt: Instant)
+        /// Ping-req sent to `helpers`; an ack from the target or a helper ends it.
+        case indirect(ProbeTarget, helpers: [NodeID])
+    }
+
+    /// A ping-req this node is relaying.
+    struct Relay: Hashable, Sendable {
+        var requester: NodeID
+        var requesterAddress: String
+        var originalSeq: UInt64
+        var target: NodeID
+        var expiresAt: Instant
+    }
+
+    public let config: MembershipConfig
+    let crypto: any CryptoProvider
+    let signer: any MessageSigner
+
+    public private(set) var phase: Phase = .idle
+    /// This node's latest self-signed record.
+    public private(set) var localRecord: Signed<MemberRecord>
+
+    var prng: SeededPRNG
+    var seeds: [String] = []
+    var seedCursor = 0
+    var entries: [NodeID: Entry] = [:]
+    /// Sorted keys of `entries` (deterministic iteration; dictionaries are not).
+    var order: [NodeID] = []
+    /// Entries whose status is alive or suspect.
+    var liveCount = 0
+    var rumors: RumorQueue
+    var probe: ProbeState = .idle
+    var probeQueue: [NodeID] = []
+    var nextSeq: UInt64 = 1
+    var relays: [UInt64: Relay] = [:]
+    var suspicionDeadlines: [NodeID: Instant] = [:]
+    var tombstoneDeadlines: [NodeID: Instant] = [:]
+    var nextPeriodAt: Instant = .zero
+    var nextRejoinAt: Instant = .zero
+    var digestCursor: NodeID? = nil
+    var pendingMetadata: MemberMetadata? = nil
+
+    /// - Parameters:
+    ///   - address: this node's advertised "host:port".
+    ///   - incarnation: the first incarnation to sign. A restarting node should pass a
+    ///     value above any it signed before (persisted from `localUpdated`, or the wall
+    ///     clock in seconds); it also refutes stale states about itself when it sees them.
+    ///   - seed: PRNG seed (peer choice, probe order).
+    public init(
+        config: MembershipConfig = MembershipConfig(), signer: any MessageSigner, crypto: any CryptoProvider,
+        address: String, metadata: MemberMetadata = MemberMetadata(), incarnation: UInt64 = 0, seed: UInt64
+    ) {
+        config.validate()
+        precondition(incarnation < UInt64(Int64.max), "incarnation fits Int64")
+        self.config = config
+        self.signer = signer
+        self.crypto = crypto
+        self.prng = SeededPRNG(seed: seed)
+        self.rumors = RumorQueue(capacity: config.maxQueuedRumors)
+        let r = MemberRecord(
+            node: signer.nodeID, address: address, incarnation: incarnation, status: .alive,
+            models: metadata.models, capacity: metadata.capacity, utilizationPPM: metadata.utilizationPPM,
+            accepting: metadata.accepting, stake: metadata.stake, updatedAt: .zero)
+        self.localRecord = Signed(r, by: signer)
+    }
+
+    // MARK: - Queries
+
+    /// This node's id.
+    public var nodeID: NodeID { signer.nodeID }
+
+    /// Every member in the table, this node included, sorted by NodeID, each with its
+    /// effective status (tombstones included until they expire).
+    public var members: [MemberRecord] {
+        var out = order.map { entries[$0]!.view }
+        let i = out.firstIndex { nodeID < $0.node } ?? out.count
+        out.insert(localRecord.value, at: i)
+        return out
+    }
+
+    /// Other members whose effective status is `alive`, sorted by NodeID.
+    public func alivePeers() -> [MemberRecord] {
+        order.compactMap { id in
+            let e = entries[id]!
+            return e.status == .alive ? e.view : nil
+        }
+    }
+
+    /// The record of `node` with its effective status (this node's own record for itself).
+    public func record(of node: NodeID) -> MemberRecord? {
+        node == nodeID ? localRecord.value : entries[node]?.view
+    }
+
+    /// The subject-signed record of `node` as held (status as signed, alive or left).
+    public func signedRecord(of node: NodeID) -> Signed<MemberRecord>? {
+        node == nodeID ? localRecord : entries[node]?.signed
+    }
+
+    /// Live members (alive or suspect), this node included: the N of the log(N) scalings.
+    public var liveMemberCount: Int { liveCount + (phase == .left ? 0 : 1) }
+
+    /// Rumors waiting to be piggybacked.
+    public var queuedRumorCount: Int { rumors.count }
+
+    /// The current suspicion timeout.
+    public var suspicionTimeout: Duration { MembershipMath.suspicionTimeout(members: liveMemberCount, config: config) }
+
+    /// When `tick` must next be called; nil when idle or left.
+    public var nextDeadline: Instant? {
+        guard phase == .joining || phase == .active else { return nil }
+        var d = nextPeriodAt
+        if case .direct(_, let at) = probe { d = min(d, at) }
+        if let s = suspicionDeadlines.values.min() { d = min(d, s) }
+        return d
+    }
+
+    // MARK: - Inputs
+
+    /// Signs the first self-record and, when `seeds` are given, sends a push-pull (join
+    /// request) to each seed address (at most `maxSeeds`; this node's own address is
+    /// skipped). With no seeds the node is a network of one, waiting to be joined.
+    public mutating func start(now: Instant, seeds: [String]) -> [MembershipDirective] {
+        precondition(phase == .idle, "start once")
+        self.seeds = Array(seeds.filter { $0 != localRecord.value.address }.prefix(config.maxSeeds))
+        var out: [MembershipDirective] = []
+        var r = localRecord.value
+        r.updatedAt = now
+        publishLocal(r, into: &out)
+        nextPeriodAt = now + config.protocolPeriod
+        nextRejoinAt = now + (config.rejoinInterval ?? .zero)
+        if self.seeds.isEmpty {
+            phase = .active
+        } else {
+            phase = .joining
+            for s in self.seeds { out.append(.send(.address(s), message(.pushPull(nextDigest())))) }
+        }
+        return out
+    }
+
+    /// Runs due timers: suspicion expiry, the indirect-probe step and, once per period,
+    /// the period work (probe resolution and next probe, push-pull, seed retry, expiry of
+    /// tombstones and relays, pending load publication).
+    public mutating func tick(now: Instant) -> [MembershipDirective] {
+        guard phase == .joining || phase == .active else { return [] }
+        var out: [MembershipDirective] = []
+        expireSuspicions(now: now, into: &out)
+        if now >= nextPeriodAt {
+            periodTick(now: now, into: &out)
+        }
+        if case .direct(let t, let at) = probe, now >= at {
+            sendIndirectProbes(t, into: &out)
+        }
+        return out
+    }
+
+    /// Handles one membership message whose envelope was signed by `from`, sent from
+    /// `fromAddress`. Piggybacked rumors are applied first, then the body.
+    public mutating func receive(_ m: MembershipMessage, from: NodeID, fromAddress: String, now: Instant) -> [MembershipDirective] {
+        guard phase == .joining || phase == .active, from != nodeID else { return [] }
+        var out: [MembershipDirective] = []
+        for r in m.rumors.prefix(4 * config.maxRumorsPerMessage) { apply(r, from: from, now: now, regossip: true, into: &out) }
+        let reply = MembershipDestination.node(from, address: entries[from]?.signed.value.address ?? fromAddress)
+        switch m.body {
+        case .ping(let seq, let target):
+            if target == nodeID { out.append(.send(reply, message(.ack(seq: seq)))) }
+        case .ack(let seq):
+            handleAck(seq: seq, from: from, into: &out)
+        case .pingReq(let seq, let target, let targetAddress):
+            handlePingReq(seq: seq, target: target, targetAddress: targetAddress, from: from, fromAddress: reply.address, now: now, into: &out)
+        case .pushPull(let digest):
+            handlePushPull(digest, from: from, now: now, reply: reply, into: &out)
+        case .pushPullReply(let states, let wants):
+            for s in states.prefix(4 * config.maxStatesPerMessage) { apply(s, from: from, now: now, regossip: false, into: &out) }
+            let answer = statesFor(wants.prefix(4 * config.maxDigestEntries))
+            if !answer.isEmpty { out.append(.send(reply, message(.states(answer)))) }
+        case .states(let states):
+            for s in states.prefix(4 * config.maxStatesPerMessage) { apply(s, from: from, now: now, regossip: false, into: &out) }
+        }
+        if phase == .joining && liveCount > 0 { phase = .active }
+        return out
+    }
+
+    /// Publishes new metadata. Changes other than load are signed (incarnation + 1) and
+    /// gossiped at once; a load-only change at most every `loadPublishInterval` (the
+    /// latest value is kept and published by `tick` when due).
+    public mutating func updateLocal(_ metadata: MemberMetadata, now: Instant) -> [MembershipDirective] {
+        guard phase == .joining || phase == .active else {
+            if phase == .idle { localRecord = Signed(withMetadata(localRecord.value, metadata), by: signer) }
+            return []
+        }
+        let current = localRecord.value.metadata
+        if metadata == current {
+            pendingMetadata = nil
+            return []
+        }
+        if metadata.sameExceptLoad(current) && now < localRecord.value.updatedAt + config.loadPublishInterval {
+            pendingMetadata = metadata
+            return []
+        }
+        pendingMetadata = nil
+        var out: [MembershipDirective] = []
+        var r = withMetadata(localRecord.value, metadata)
+        r.incarnation += 1
+        r.updatedAt = now
+        publishLocal(r, into: &out)
+        return out
+    }
+
+    /// Leaves gracefully: signs a `left` record (incarnation + 1) and sends it, as a rumor
+    /// on an empty `states` message, to up to `2 × fanout` random live members, which
+    /// gossip it on.
+    /// Afterwards every input is ignored.
+    public mutating func leave(now: Instant) -> [MembershipDirective] {
+        guard phase == .joining || phase == .active else { return [] }
+        var out: [MembershipDirective] = []
+        var r = localRecord.value
+        r.incarnation += 1
+        r.status = .left
+        r.updatedAt = now
+        publishLocal(r, into: &out)
+        let rumor = MembershipRumor.record(localRecord)
+        for peer in randomPeers(2 * config.fanout, excluding: []) {
+            out.append(.send(destination(peer), MembershipMessage(.states([]), rumors: [rumor])))
+        }
+        phase = .left
+        probe = .idle
+        return out
+    }
+}
+
+// MARK: - Period work
+
+extension Membership {
+    mutating func periodTick(now: Instant, into out: inout [MembershipDirective]) {
+        resolveProbe(now: now, into: &out)
+        expireTombstones(now: now, into: &out)
+        relays = relays.filter { $0.value.expiresAt > now }
+        if let p = pendingMetadata, now >= localRecord.value.updatedAt + config.loadPublishInterval {
+            out += updateLocal(p, now: now)
+        }
+        contactSeeds(now: now, into: &out)
+        startProbe(now: now, into: &out)
+        pushPullRound(into: &out)
+        nextPeriodAt = nextPeriodAt + config.protocolPeriod
+        if nextPeriodAt <= now { nextPeriodAt = now + config.protocolPeriod }
+    }
+
+    /// An unacked probe from the previous period makes its target `suspect`.
+    mutating func resolveProbe(now: Instant, into out: inout [MembershipDirective]) {
+        switch probe {
+        case .idle: return
+        case .direct(let t, _), .indirect(let t, _):
+            probe = .idle
+            guard let e = entries[t.node], e.status == .alive, e.incarnation == t.incarnation else { return }
+            let v = MemberVerdict(node: t.node, incarnation: t.incarnation, status: .suspect, origin: nodeID)
+            applyVerdict(v, from: nodeID, now: now, regossip: true, into: &out)
+        }
+    }
+
+    /// Joining: push-pull every seed each period. Active with no live peer, or every
+    /// `rejoinInterval`: push-pull the next seed.
+    mutating func contactSeeds(now: Instant, into out: inout [MembershipDirective]) {
+        guard !seeds.isEmpty else { return }
+        if phase == .joining || liveCount == 0 {
+            for s in seeds { out.append(.send(.address(s), message(.pushPull(nextDigest())))) }
+            return
+        }
+        guard let interval = config.rejoinInterval, now >= nextRejoinAt else { return }
+        nextRejoinAt = now + interval
+        let s = seeds[seedCursor % seeds.count]
+        seedCursor = (seedCursor + 1) % seeds.count
+        out.append(.send(.address(s), message(.pushPull(nextDigest()))))
+    }
+
+    /// Pings the next live member of the shuffled round-robin probe list (SWIM §4.3).
+    mutating func startProbe(now: Instant, into out: inout [MembershipDirective]) {
+        guard let target = nextProbeTarget(), let e = entries[target] else { return }
+        let t = ProbeTarget(node: target, seq: takeSeq(), incarnation: e.incarnation)
+        probe = .direct(t, indirectAt: now + config.probeTimeout)
+        out.append(.send(destination(target), message(.ping(seq: t.seq, target: target))))
+    }
+
+    mutating func nextProbeTarget() -> NodeID? {
+        for _ in 0..<2 {
+            while let id = probeQueue.popLast() {
+                if entries[id]?.isLive == true { return id }
+            }
+            var q = order.filter { entries[$0]!.isLive }
+            shuffle(&q)
+            probeQueue = q
+        }
+        return nil
+    }
+
+    mutating func sendIndirectProbes(_ t: ProbeTarget, into out: inout [MembershipDirective]) {
+        guard let e = entries[t.node] else {
+            probe = .idle
+            return
+        }
+        let helpers = randomPeers(config.indirectProbes, excluding: [t.node])
+        probe = .indirect(t, helpers: helpers)
+        for h in helpers {
+            out.append(.send(destination(h), message(.pingReq(seq: t.seq, target: t.node, targetAddress: e.signed.value.address))))
+        }
+    }
+
+    /// Push-pull with `fanout` random live members, plus one random `dead` member
+    /// (memberlist's gossip-to-the-dead) so that healed partitions merge again.
+    /// Live members get a summary digest, the dead one a full digest.
+    mutating func pushPullRound(into out: inout [MembershipDirective]) {
+        guard phase == .active else { return }
+        for p in randomPeers(config.fanout, excluding: []) {
+            out.append(.send(destination(p), message(.pushPull(nextDigest(summary: true)))))
+        }
+        if let dead = randomDead() { out.append(.send(destination(dead), message(.pushPull(nextDigest())))) }
+    }
+
+    mutating func expireSuspicions(now: Instant, into out: inout [MembershipDirective]) {
+        let due = suspicionDeadlines.filter { $0.value <= now }.sorted { ($0.value, $0.key) < ($1.value, $1.key) }
+        for (id, _) in due {
+            suspicionDeadlines[id] = nil
+            guard let e = entries[id], e.status == .suspect else { continue }
+            let v = MemberVerdict(node: id, incarnation: e.incarnation, status: .dead, origin: nodeID)
+            applyVerdict(v, from: nodeID, now: now, regossip: true, into: &out)
+        }
+    }
+
+    mutating func expireTombstones(now: Instant, into out: inout [MembershipDirective]) {
+        let due = tombstoneDeadlines.filter { $0.value <= now }.map(\.key).sorted()
+        for id in due {
+            tombstoneDeadlines[id] = nil
+            guard let e = entries[id], e.status.isTombstone else { continue }
+            setEntry(nil, for: id)
+            out.append(.memberRemoved(id))
+        }
+    }
+}
+
+// MARK: - Message handlers
+
+extension Membership {
+    mutating func handleAck(seq: UInt64, from: NodeID, into out: inout [MembershipDirective]) {
+        switch probe {
+        case .direct(let t, _) where t.seq == seq && from == t.node:
+            probe = .idle
+            return
+        case .indirect(let t, let helpers) where t.seq == seq && (from == t.node || helpers.contains(from)):
+            probe = .idle
+            return
+        default: break
+        }
+        if let r = relays[seq], r.target == from {
+            relays[seq] = nil
+            out.append(.send(.node(r.requester, address: r.requesterAddress), message(.ack(seq: r.originalSeq))))
+        }
+    }
+
+    mutating func handlePingReq(
+        seq: UInt64, target: NodeID, targetAddress: String, from: NodeID, fromAddress: String, now: Instant,
+        into out: inout [MembershipDirective]
+    ) {
+        guard target != nodeID, relays.count < config.maxPendingRelays else { return }
+        let mySeq = takeSeq()
+        relays[mySeq] = Relay(requester: from, requesterAddress: fromAddress, originalSeq: seq, target: target, expiresAt: now + config.protocolPeriod)
+        let address = entries[target]?.signed.value.address ?? targetAddress
+        out.append(.send(.node(target, address: address), message(.ping(seq: mySeq, target: target))))
+    }
+
+    /// Answers a digest: states in its range that the sender lacks or has older (random
+    /// choice when more than `maxStatesPerMessage`), and wants for the ones it has newer.
+    mutating func handlePushPull(_ d: MembershipDigest, from: NodeID, now: Instant, reply: MembershipDestination, into out: inout [MembershipDirective]) {
+        if let fp = d.fingerprint {
+            answerSummary(d, fingerprint: fp, reply: reply, into: &out)
+            return
+        }
+        let theirs = Dictionary(d.entries.prefix(4 * config.maxDigestEntries).map { ($0.node, $0) }, uniquingKeysWith: { a, _ in a })
+        if let mine = theirs[nodeID] {
+            refuteIfNeeded(seen: mine.incarnation, differs: mine.status != localRecord.value.status, now: now, into: &out)
+        }
+        // Tombstones are only exchanged with a side that knows the member: handing them to
+        // a node that already forgot it would restart its TTL there and keep it forever.
+        var newer: [NodeID] = []
+        if d.covers(nodeID), isNewer(localDigestEntry, than: theirs[nodeID]) { newer.append(nodeID) }
+        for id in idsInRange(d) {
+            let mine = entries[id]!.digestEntry
+            if isNewer(mine, than: theirs[id]) && !(mine.status.isTombstone && theirs[id] == nil) { newer.append(id) }
+        }
+        var wants: [NodeID] = []
+        for e in d.entries.prefix(config.maxDigestEntries) where e.node != nodeID {
+            let mine = entries[e.node]?.digestEntry
+            if isNewer(e, than: mine) && !(e.status.isTombstone && mine == nil) { wants.append(e.node) }
+        }
+        if newer.count > config.maxStatesPerMessage {
+            shuffle(&newer)
+            newer = Array(newer.prefix(config.maxStatesPerMessage)).sorted()
+        }
+        let states = statesFor(newer[...])
+        if states.isEmpty && wants.isEmpty && !d.entries.isEmpty && phase == .active { return }
+        out.append(.send(reply, message(.pushPullReply(states: states, wants: wants))))
+    }
+
+    /// A summary that does not match ours is answered with our full digest of its range
+    /// (truncated to `maxDigestEntries`, the upper bound shrinking accordingly).
+    mutating func answerSummary(_ d: MembershipDigest, fingerprint: UInt64, reply: MembershipDestination, into out: inout [MembershipDirective]) {
+        var mine = idsInRange(d).map { entries[$0]!.digestEntry }
+        if d.covers(nodeID) { mine.insert(localDigestEntry, at: mine.firstIndex { nodeID < $0.node } ?? mine.count) }
+        guard MembershipDigest.fingerprint(of: mine) != fingerprint else { return }
+        var full = MembershipDigest(lowerBound: d.lowerBound, upperBound: d.upperBound, entries: Array(mine.prefix(config.maxDigestEntries)))
+        if mine.count > config.maxDigestEntries { full.upperBound = full.entries.last?.node }
+        out.append(.send(reply, message(.pushPull(full))))
+    }
+
+    /// The states (record, then verdict if any) of `ids`, at most `maxStatesPerMessage`.
+    func statesFor(_ ids: ArraySlice<NodeID>) -> [MembershipRumor] {
+        var out: [MembershipRumor] = []
+        for id in ids where out.count < config.maxStatesPerMessage {
+            if id == nodeID {
+                out.append(.record(localRecord))
+            } else if let e = entries[id] {
+                out.append(.record(e.signed))
+                if let v = e.verdict { out.append(.verdict(v)) }
+            }
+        }
+        return out
+    }
+
+    func isNewer(_ a: MembershipDigestEntry, than b: MembershipDigestEntry?) -> Bool {
+        guard let b else { return true }
+        return (a.incarnation, a.status.rank) > (b.incarnation, b.status.rank)
+    }
+
+    var localDigestEntry: MembershipDigestEntry {
+        MembershipDigestEntry(node: nodeID, incarnation: localRecord.value.incarnation, status: localRecord.value.status)
+    }
+
+    /// Ids of `entries` inside the digest's range, in order.
+    func idsInRange(_ d: MembershipDigest) -> ArraySlice<NodeID> {
+        let lo = d.lowerBound.map { lowerIndex(of: $0) } ?? 0
+        let hi = d.upperBound.map { upperIndex(of: $0) } ?? order.count
+        return lo < hi ? order[lo..<hi] : []
+    }
+
+    /// The next digest: up to `maxDigestEntries` consecutive ids (self included) from the
+    /// cursor, wrapping to the start when the end is reached; as a summary if asked.
+    mutating func nextDigest(summary: Bool = false) -> MembershipDigest {
+        var all = order
+        all.insert(nodeID, at: lowerIndex(of: nodeID))
+        var start = digestCursor.map { c in all.firstIndex { !($0 < c) } ?? all.count } ?? 0
+        if start >= all.count { start = 0 }
+        let end = min(all.count, start + config.maxDigestEntries)
+        let slice = all[start..<end]
+        let entries = slice.map { $0 == nodeID ? localDigestEntry : self.entries[$0]!.digestEntry }
+        let lower: NodeID? = start == 0 ? nil : all[start]
+        let upper: NodeID? = end == all.count ? nil : all[end - 1]
+        digestCursor = end == all.count ? nil : all[end]
+        if summary { return MembershipDigest(lowerBound: lower, upperBound: upper, entries: [], fingerprint: MembershipDigest.fingerprint(of: entries)) }
+        return MembershipDigest(lowerBound: lower, upperBound: upper, entries: entries)
+    }
+}
+
+// MARK: - Applying state
+
+extension Membership {
+    /// Applies one state. `regossip`: queue it for piggybacking when it changed the table
+    /// (true for rumors; false for push-pull transfers, which are anti-entropy, so that a
+    /// node that catches up does not re-broadcast the whole table).
+    mutating func apply(_ r: MembershipRumor, from: NodeID, now: Instant, regossip: Bool, into out: inout [MembershipDirective]) {
+        switch r {
+        case .record(let s): applyRecord(s, from: from, now: now, regossip: regossip, into: &out)
+        case .verdict(let v): applyVerdict(v, from: from, now: now, regossip: regossip, into: &out)
+        }
+    }
+
+    /// Accepts a subject-signed record if it is newer than the held one (higher
+    /// incarnation; at equal incarnation `left` beats `alive`) and valid.
+    mutating func applyRecord(_ s: Signed<MemberRecord>, from: NodeID, now: Instant, regossip: Bool, into out: inout [MembershipDirective]) {
+        let id = s.value.node
+        if id == nodeID {
+            guard s.value != localRecord.value else { return }
+            if let why = s.rejection(now: now, maxClockSkew: config.maxClockSkew, crypto: crypto) {
+                out.append(.rejected(from: from, subject: id, reason: why))
+                return
+            }
+            // A different record of ours (a previous life, even at our incarnation) is stale.
+            refuteIfNeeded(seen: s.value.incarnation, differs: true, now: now, into: &out)
+            return
+        }
+        let old = entries[id]
+        if let old {
+            let a = (s.value.incarnation, s.value.status.rank), b = (old.incarnation, old.signed.value.status.rank)
+            guard a > b else { return }
+        } else if s.value.status == .left {
+            return // a departure of a node never known: nothing to forget (and no TTL to restart)
+        }
+        if let why = s.rejection(now: now, maxClockSkew: config.maxClockSkew, crypto: crypto) {
+            out.append(.rejected(from: from, subject: id, reason: why))
+            return
+        }
+        if old == nil && entries.count >= config.maxMembers {
+            out.append(.rejected(from: from, subject: id, reason: .tableFull))
+            return
+        }
+        let new = Entry(signed: s, verdict: nil)
+        setEntry(new, for: id)
+        suspicionDeadlines[id] = nil
+        tombstoneDeadlines[id] = new.status.isTombstone ? now + config.tombstoneTTL : nil
+        if regossip { rumors.push(.record(s)) }
+        notify(old: old, new: new, into: &out)
+    }
+
+    /// Accepts a suspect/dead verdict at exactly the held record's incarnation when it
+    /// raises the status; about this node, refutes it instead.
+    mutating func applyVerdict(_ v: MemberVerdict, from: NodeID, now: Instant, regossip: Bool, into out: inout [MembershipDirective]) {
+        guard v.status == .suspect || v.status == .dead, v.incarnation <= UInt64(Int64.max) else {
+            out.append(.rejected(from: from, subject: v.node, reason: .malformed))
+            return
+        }
+        if v.node == nodeID {
+            refuteIfNeeded(seen: v.incarnation, differs: true, now: now, into: &out)
+            return
+        }
+        guard let old = entries[v.node], old.incarnation == v.incarnation, old.status.rank < v.status.rank else { return }
+        var new = old
+        new.verdict = v
+        setEntry(new, for: v.node)
+        if v.status == .suspect {
+            suspicionDeadlines[v.node] = now + suspicionTimeout
+        } else {
+            suspicionDeadlines[v.node] = nil
+            tombstoneDeadlines[v.node] = now + config.tombstoneTTL
+        }
+        if regossip { rumors.push(.verdict(v)) }
+        notify(old: old, new: new, into: &out)
+    }
+
+    /// SWIM refutation: a state about this node above our incarnation, or at it but
+    /// different from our current record (`differs`: a suspicion, a death, a record of a
+    /// previous life), makes us sign `alive` at `max(seen, ours) + 1`.
+    mutating func refuteIfNeeded(seen: UInt64, differs: Bool, now: Instant, into out: inout [MembershipDirective]) {
+        let mine = localRecord.value
+        guard phase == .joining || phase == .active, seen < UInt64(Int64.max) else { return }
+        guard seen > mine.incarnation || (seen == mine.incarnation && differs) else { return }
+        var r = mine
+        r.incarnation = max(seen, mine.incarnation) + 1
+        r.updatedAt = max(now, mine.updatedAt)
+        publishLocal(r, into: &out)
+    }
+
+    mutating func publishLocal(_ r: MemberRecord, into out: inout [MembershipDirective]) {
+        localRecord = Signed(r, by: signer)
+        rumors.push(.record(localRecord))
+        out.append(.localUpdated(localRecord))
+    }
+
+    func withMetadata(_ r: MemberRecord, _ m: MemberMetadata) -> MemberRecord {
+        var r = r
+        r.models = m.models
+        r.capacity = m.capacity
+        r.utilizationPPM = m.utilizationPPM
+        r.accepting = m.accepting
+        r.stake = m.stake
+        return r
+    }
+
+    func notify(old: Entry?, new: Entry, into out: inout [MembershipDirective]) {
+        let before = old?.status, after = new.status
+        switch (before, after) {
+        case (nil, .alive), (nil, .suspect):
+            out.append(.memberUp(new.view))
+        case (nil, _):
+            break // a tombstone for a node never seen alive: kept silently
+        case (.some(let b), _) where b.isTombstone && !after.isTombstone:
+            out.append(.memberUp(new.view))
+        case (.some(let b), _) where !b.isTombstone && after.isTombstone:
+            out.append(.memberDown(new.view))
+        case (.some(let b), _) where b.isTombstone && after.isTombstone:
+            break
+        default:
+            out.append(.memberChanged(new.view))
+        }
+    }
+
+    /// Replaces (or with nil removes) an entry, keeping `order` and `liveCount` in step.
+    mutating func setEntry(_ e: Entry?, for id: NodeID) {
+        let old = entries[id]
+        if old?.isLive == true { liveCount -= 1 }
+        if e?.isLive == true { liveCount += 1 }
+        switch (old, e) {
+        case (nil, .some): order.insert(id, at: lowerIndex(of: id))
+        case (.some, nil): order.remove(at: lowerIndex(of: id))
+        default: break
+        }
+        entries[id] = e
+        assert(order.count == entries.count && liveCount >= 0, "table bookkeeping")
+    }
+}
+
+// MARK: - Helpers
+
+extension Membership {
+    /// A message with piggybacked rumors taken from the queue.
+    mutating func message(_ body: MembershipMessage.Body) -> MembershipMessage {
+        let limit = MembershipMath.retransmitLimit(members: liveMemberCount, config: config)
+        return MembershipMessage(body, rumors: rumors.take(limit: config.maxRumorsPerMessage, retransmitLimit: limit))
+    }
+
+    func destination(_ id: NodeID) -> MembershipDestination {
+        .node(id, address: entries[id]?.signed.value.address ?? "")
+    }
+
+    mutating func takeSeq() -> UInt64 {
+        defer { nextSeq += 1 }
+        return nextSeq
+    }
+
+    /// Index of the first id in `order` not less than `id`.
+    func lowerIndex(of id: NodeID) -> Int {
+        var lo = 0, hi = order.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if order[mid] < id { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// Index of the first id in `order` greater than `id`.
+    func upperIndex(of id: NodeID) -> Int {
+        var lo = 0, hi = order.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if id < order[mid] { hi = mid } else { lo = mid + 1 }
+        }
+        return lo
+    }
+
+    mutating func shuffle(_ a: inout [NodeID]) {
+        guard a.count > 1 else { return }
+        for i in stride(from: a.count - 1, to: 0, by: -1) {
+            let j = Int(prng.next() % UInt64(i + 1))
+            a.swapAt(i, j)
+        }
+    }
+
+    /// Up to `count` distinct random live (alive or suspect) members not in `excluding`,
+    /// in pick order. Rejection sampling when the table is large, a shuffle otherwise.
+    mutating func randomPeers(_ count: Int, excluding: [NodeID]) -> [NodeID] {
+        guard count > 0, liveCount > 0 else { return [] }
+        var picked: [NodeID] = []
+        if liveCount > 4 * (count + excluding.count) {
+            var attempts = 0
+            while picked.count < count && attempts < 32 * count {
+                attempts += 1
+                let id = order[Int(prng.next() % UInt64(order.count))]
+                if entries[id]!.isLive && !excluding.contains(id) && !picked.contains(id) { picked.append(id) }
+            }
+            if picked.count == count { return picked }
+        }
+        var pool = order.filter { entries[$0]!.isLive && !excluding.contains($0) && !picked.contains($0) }
+        shuffle(&pool)
+        picked += pool.prefix(count - picked.count)
+        return picked
+    }
+
+    /// A random member whose status is `dead` (not `left`), if any.
+    mutating func randomDead() -> NodeID? {
+        guard !tombstoneDeadlines.isEmpty else { return nil }
+        let dead = tombstoneDeadlines.keys.filter { entries[$0]?.status == .dead }.sorted()
+        guard !dead.isEmpty else { return nil }
+        return dead[Int(prng.next() % UInt64(dead.count))]
+    }
+}

@@ -1,0 +1,115 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import WWWCore
+import WWWCrypto
+import WWWNode
+
+/// `wwwserve keygen`: creates (or reads) a node key and prints the node id.
+struct KeygenCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "keygen", abstract: "Create or show a node's Ed25519 identity.")
+
+    @Option(help: "Key file (created with mode 0600 when missing).") var keyFile = ".wwwserve/node.key"
+
+    func run() throws {
+        print(try NodeKey.loadOrCreate(path: keyFile).nodeID.hex)
+    }
+}
+
+/// `wwwserve genesis`: writes a genesis file (network id, parameters, grants, seeds).
+struct GenesisCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "genesis", abstract: "Write a network's genesis file.")
+
+    @Option(help: "Network id.") var networkId = "wwwserve-local"
+    @Option(name: .customLong("grant"), help: "NODE_ID=CREDITS (repeatable): initial credit grants.") var grants: [String] = []
+    @Option(name: .customLong("seed"), help: "host:port of a seed node (repeatable).") var seeds: [String] = []
+    @Option(help: "Price per job in credits.") var price = 1.0
+    @Option(help: "Output file.") var out = "genesis.json"
+
+    func run() throws {
+        var g = [NodeID: Credits]()
+        for grant in grants {
+            let parts = grant.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let id = NodeID(hex: parts[0]), let amount = Double(parts[1]), amount >= 0 else {
+                throw ValidationError("--grant must be NODE_ID=CREDITS with a 64-hex node id, got '\(grant)'")
+            }
+            g[id] = Credits(micro: Int64((amount * 1e6).rounded()))
+        }
+        var params = GenesisParameters()
+        params.pricePerJob = Credits(micro: Int64((price * 1e6).rounded()))
+        let genesis = Genesis(networkID: networkId, parameters: params, grants: g, seeds: seeds)
+        if let p = genesis.problems.first { throw ValidationError("invalid genesis: \(p)") }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try enc.encode(genesis).write(to: URL(fileURLWithPath: out))
+        print("wrote \(out): network \(networkId), \(g.count) grants, \(seeds.count) seeds")
+    }
+}
+
+/// Fetches one JSON view from a running node.
+func fetchView<T: Decodable>(_ type: T.Type, node: String, path: String) async throws -> T {
+    let client = HTTPClient(eventLoopGroupProvider: .singleton)
+    do {
+        let resp = try await client.execute(HTTPClientRequest(url: node + path), timeout: .seconds(5))
+        let body = try await resp.body.collect(upTo: 16 << 20)
+        try await client.shutdown()
+        guard resp.status == .ok else { throw ValidationError("\(node)\(path) answered HTTP \(resp.status.code): \(String(buffer: body).prefix(300))") }
+        return try JSONDecoder().decode(T.self, from: Data(buffer: body))
+    } catch {
+        try? await client.shutdown()
+        throw error
+    }
+}
+
+/// `wwwserve peers`: a node's view of the membership.
+struct PeersCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "peers", abstract: "Show a node's view of the network's members.")
+
+    @Option(help: "The node's base URL.") var node = "http://127.0.0.1:8080"
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let peers = try await fetchView([PeerView].self, node: node, path: "/p2p/v1/peers")
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try enc.encode(peers), as: UTF8.self))
+            return
+        }
+        print("NODE      ADDRESS               STATUS   INC         MODELS                     CAP  UTIL  ACC  STAKE         BALANCE")
+        for p in peers {
+            let line = [String(p.node.prefix(8)) + (p.isSelf ? "*" : " "), p.address.padding(toLength: 21, withPad: " ", startingAt: 0),
+                        p.status.padding(toLength: 8, withPad: " ", startingAt: 0), String(p.incarnation).padding(toLength: 11, withPad: " ", startingAt: 0),
+                        p.models.joined(separator: ",").padding(toLength: 26, withPad: " ", startingAt: 0),
+                        String(p.capacity).padding(toLength: 4, withPad: " ", startingAt: 0), String(format: "%.2f", p.utilization),
+                        p.accepting ? "yes" : "no ", p.stake.padding(toLength: 13, withPad: " ", startingAt: 0), p.balance]
+            print(line.joined(separator: " "))
+        }
+    }
+}
+
+/// `wwwserve credits`: balances and stakes in a node's ledger view.
+struct CreditsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "credits", abstract: "Show balances and stakes in a node's ledger view.")
+
+    @Option(help: "The node's base URL.") var node = "http://127.0.0.1:8080"
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let v = try await fetchView(CreditsView.self, node: node, path: "/p2p/v1/credits")
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try enc.encode(v), as: UTF8.self))
+            return
+        }
+        print("network \(v.network); this node \(v.me.prefix(8)); \(v.events) events; event-set hash \(v.eventSetHash.prefix(16)); supply \(v.totalSupply)")
+        print("NODE       BALANCE          DECLARED STAKE   EFFECTIVE STAKE  EQUIVOCATING")
+        for r in v.rows {
+            print([String(r.node.prefix(8)) + (r.node == v.me ? "*" : " "), r.balance.padding(toLength: 16, withPad: " ", startingAt: 0),
+                   r.declaredStake.padding(toLength: 16, withPad: " ", startingAt: 0), r.effectiveStake.padding(toLength: 16, withPad: " ", startingAt: 0),
+                   r.equivocating ? "yes" : "no"].joined(separator: " "))
+        }
+    }
+}
