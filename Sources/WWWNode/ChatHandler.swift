@@ -133,6 +133,8 @@ struct ChatHandler: Sendable {
                     return .remote(backend, try await backend.start(request))
                 } catch {
                     lastError = Self.apiError(error)
+                    // No executor accepted: back off (retryDelay × 2^retry) before step 1 again.
+                    try await Task.sleep(for: policy.retryDelay * (1 << min(retry, 6)))
                 }
             case .retryAfter(let d):
                 try await Task.sleep(for: d)

@@ -4,6 +4,8 @@ import Foundation
 import Logging
 import NIOCore
 import WWWAPI
+import WWWCore
+import WWWCrypto
 import WWWNode
 
 /// `wwwserve demo`: real node processes with the bundled model answering real prompts
@@ -35,14 +37,17 @@ struct DemoCommand: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         print("wwwserve demo: \(requests) requests from \(trace) trace arrivals (stretched to \(rate) req/s), prompts from MT-Bench/Arena-Hard")
         print("work directory: \(work)")
-        let cluster = try DemoCluster(directory: work, basePort: basePort, nodes: [.init(name: "node-a", capacity: 2, threads: 2)])
+        let cluster = try DemoCluster(directory: work, basePort: basePort, nodes: DemoCluster.defaultNetwork)
         defer { cluster.stop() }
         try await cluster.start()
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        let before = await cluster.credits(client: client)
         let results = await DemoReplay(client: client, targets: cluster.userURLs, timeout: timeoutSeconds, verbose: verbose)
             .run(workload)
+        let (after, agree) = await cluster.settledCredits(client: client)
         try? await client.shutdown()
-        DemoReport(results: results, slo: sloSeconds).print()
+        DemoReport(results: results, slo: sloSeconds, names: cluster.names).print()
+        cluster.printCredits(before: before, after: after, agree: agree)
     }
 }
 
@@ -51,8 +56,32 @@ struct DemoCommand: AsyncParsableCommand {
 final class DemoCluster: @unchecked Sendable {
     struct Spec {
         var name: String
+        var role: String
+        /// Engine slots; 0 = no backend (a pure requester).
         var capacity: Int
         var threads: Int
+        var offloadFrequency: Double
+        var acceptFrequency: Double
+        var stake: Double
+        /// Utilization below which the node runs (or accepts) more work; > 1 lets the engine queue.
+        var loadTarget: Double = 1.0
+        /// Receives user requests.
+        var takesUsers: Bool
+    }
+
+    /// A pure requester, a pure provider and a mixed node (2 cores: one engine thread each).
+    static let defaultNetwork: [Spec] = [
+        Spec(name: "requester", role: "pure requester (no engine, offloads everything)", capacity: 0, threads: 0,
+             offloadFrequency: 1.0, acceptFrequency: 0, stake: 0, takesUsers: true),
+        Spec(name: "provider", role: "pure provider (never offloads, accepts every offer)", capacity: 2, threads: 1,
+             offloadFrequency: 0, acceptFrequency: 1.0, stake: 60, loadTarget: 2.0, takesUsers: false),
+        Spec(name: "mixed", role: "mixed (own users first, offloads when busy, accepts 80 % of offers)", capacity: 1, threads: 1,
+             offloadFrequency: 0.5, acceptFrequency: 0.8, stake: 30, takesUsers: true),
+    ]
+
+    var ids: [NodeID] = []
+    var names: [String: String] {
+        Dictionary(uniqueKeysWithValues: zip(ids.map(\.hex), specs.map(\.name)))
     }
 
     let directory: String
@@ -66,16 +95,12 @@ final class DemoCluster: @unchecked Sendable {
         self.basePort = basePort
     }
 
-    var userURLs: [String] { specs.indices.map { "http://127.0.0.1:\(basePort + $0)" } }
+    var allURLs: [String] { specs.indices.map { "http://127.0.0.1:\(basePort + $0)" } }
+    var userURLs: [String] { specs.indices.filter { specs[$0].takesUsers }.map { "http://127.0.0.1:\(basePort + $0)" } }
 
     func config(for i: Int) -> String {
         let s = specs[i]
-        return """
-        node:
-          host: 127.0.0.1
-          port: \(basePort + i)
-          data_dir: \(directory)/\(s.name)
-          log_level: warning
+        let backends = s.capacity == 0 ? "backends: []" : """
         backends:
           - name: local
             kind: llamacpp
@@ -89,11 +114,37 @@ final class DemoCluster: @unchecked Sendable {
               threads: \(s.threads)
               ctx: 2048
         """
+        return """
+        node:
+          host: 127.0.0.1
+          port: \(basePort + i)
+          data_dir: \(directory)/\(s.name)
+          log_level: warning
+        \(backends)
+        network:
+          genesis: \(directory)/genesis.json
+          gossip_period_ms: 500
+        policy:
+          offload_frequency: \(s.offloadFrequency)
+          accept_frequency: \(s.acceptFrequency)
+          stake: \(s.stake)
+          load_target: \(s.loadTarget)
+        """
+    }
+
+    /// Creates each node's key and the genesis (100 credits each, the first node as seed).
+    func writeGenesis() throws {
+        ids = try specs.map { try NodeKey.loadOrCreate(path: "\(directory)/\($0.name)/node.key").nodeID }
+        let grants = Dictionary(uniqueKeysWithValues: ids.map { ($0, Credits(credits: 100)) })
+        let genesis = Genesis(networkID: "wwwserve-demo", grants: grants, seeds: ["127.0.0.1:\(basePort)"])
+        try JSONEncoder().encode(genesis).write(to: URL(fileURLWithPath: "\(directory)/genesis.json"))
     }
 
     func start() async throws {
         let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
+        try writeGenesis()
         for (i, s) in specs.enumerated() {
+            print("  \(s.name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(ids[i].short)  :\(basePort + i)  \(s.role), stake \(Int(s.stake))")
             let path = "\(directory)/\(s.name).yaml"
             try config(for: i).write(toFile: path, atomically: true, encoding: .utf8)
             let p = Process()
@@ -109,7 +160,8 @@ final class DemoCluster: @unchecked Sendable {
         print("starting \(specs.count) node(s) and their llama.cpp engines…")
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
-            for url in userURLs { try await waitReady(url, client: client) }
+            for (i, url) in allURLs.enumerated() where specs[i].capacity > 0 { try await waitReady(url, client: client) }
+            try await waitMembership(client: client)
         } catch {
             try? await client.shutdown()
             throw error
@@ -131,6 +183,62 @@ final class DemoCluster: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(300))
         }
         throw ValidationError("node \(url) did not become ready within 120 s; see the logs in \(directory)")
+    }
+
+    /// Waits until every node sees every other node alive (gossip converged).
+    private func waitMembership(client: HTTPClient) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            var converged = true
+            for url in allURLs {
+                let peers = try? await Self.fetch([PeerView].self, client: client, url: url + "/p2p/v1/peers")
+                if peers?.filter({ $0.status == "alive" }).count != specs.count { converged = false }
+            }
+            if converged { return }
+            try await Task.sleep(for: .milliseconds(300))
+        }
+        throw ValidationError("the nodes did not see each other within 30 s; see the logs in \(directory)")
+    }
+
+    static func fetch<T: Decodable>(_ t: T.Type, client: HTTPClient, url: String) async throws -> T {
+        let resp = try await client.execute(HTTPClientRequest(url: url), timeout: .seconds(5))
+        let body = try await resp.body.collect(upTo: 16 << 20)
+        guard resp.status == .ok else { throw ValidationError("\(url): HTTP \(resp.status.code)") }
+        return try JSONDecoder().decode(T.self, from: Data(buffer: body))
+    }
+
+    func credits(client: HTTPClient) async -> [CreditsView] {
+        var out: [CreditsView] = []
+        for url in allURLs {
+            if let v = try? await Self.fetch(CreditsView.self, client: client, url: url + "/p2p/v1/credits") { out.append(v) }
+        }
+        return out
+    }
+
+    /// Polls every node's ledger view until all hold the same event set (bounded wait).
+    func settledCredits(client: HTTPClient) async -> ([CreditsView], Bool) {
+        let deadline = ContinuousClock.now + .seconds(20)
+        var views: [CreditsView] = []
+        while ContinuousClock.now < deadline {
+            views = await credits(client: client)
+            if views.count == specs.count, Set(views.map(\.eventSetHash)).count == 1 { return (views, true) }
+            try? await Task.sleep(for: .milliseconds(500))
+        }
+        return (views, false)
+    }
+
+    func printCredits(before: [CreditsView], after: [CreditsView], agree: Bool) {
+        Swift.print("")
+        Swift.print("== credits (each node's own ledger view; 1 credit per job) ==")
+        func balance(_ views: [CreditsView], _ id: NodeID) -> String {
+            views.first { $0.me == id.hex }?.rows.first { $0.node == id.hex }?.balance ?? "?"
+        }
+        for (i, id) in ids.enumerated() {
+            Swift.print("  \(specs[i].name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(balance(before, id)) → \(balance(after, id))")
+        }
+        let events = after.map { "\(names[$0.me] ?? "?")=\($0.events)" }.joined(separator: ", ")
+        Swift.print("ledger events:     \(events)")
+        Swift.print("ledgers agree:     \(agree ? "yes" : "NO") (event-set hash \(after.first.map { String($0.eventSetHash.prefix(16)) } ?? "-"))")
     }
 
     func stop() {
@@ -269,6 +377,7 @@ final class ProgressBar: @unchecked Sendable {
 struct DemoReport {
     let results: [DemoResult]
     let slo: Double
+    var names: [String: String] = [:]
 
     static func percentile(_ xs: [Double], _ p: Double) -> Double? {
         guard !xs.isEmpty else { return nil }
@@ -289,7 +398,7 @@ struct DemoReport {
         Swift.print("requests:          \(results.count) (\(ok.count) ok, \(results.count - ok.count) failed)")
         Swift.print("local / offloaded: \(ok.filter { !$0.offloaded }.count) / \(ok.filter(\.offloaded).count)")
         var perNode: [String: Int] = [:]
-        for r in ok { perNode[r.executor ?? "?", default: 0] += 1 }
+        for r in ok { perNode[r.executor.flatMap { names[$0] } ?? r.executor ?? "?", default: 0] += 1 }
         Swift.print("executions:        " + perNode.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
         Swift.print(String(format: "SLO attainment:    %.1f %% (end-to-end ≤ %.0f s; failures and timeouts count as misses)", results.isEmpty ? 0 : 100.0 * Double(withinSLO) / Double(results.count), slo))
         Swift.print("TTFT p50 / p99:    \(fmt(Self.percentile(ttfts, 0.5))) / \(fmt(Self.percentile(ttfts, 0.99)))")
