@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "WWWStoreTests", dependencies: ["WWWStore", "WWWCore"]),
         .testTarget(name: "WWWAPITests", dependencies: ["WWWAPI"]),
         .testTarget(name: "WWWNodeTests", dependencies: [
-            "WWWNode", "WWWBackends", "WWWAPI", "WWWCore",
+            "WWWNode", "WWWBackends", "WWWAPI", "WWWCore", "WWWCrypto",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),

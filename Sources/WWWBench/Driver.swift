@@ -34,9 +34,17 @@ func sendChat(client: HTTPClient, url: String, body: ByteBuffer, stream: Bool, t
     if stream { req.headers.add(name: "Accept", value: "text/event-stream") }
     req.body = .bytes(body)
     var s = Sample()
-    let t0 = ContinuousClock.now
+    var t0 = ContinuousClock.now
     do {
-        let resp = try await client.execute(req, timeout: timeout)
+        // A pooled keep-alive connection the server closed just then fails before the
+        // response head; one retry (timer restarted) on a fresh connection, as a real client would.
+        let resp: HTTPClientResponse
+        do {
+            resp = try await client.execute(req, timeout: timeout)
+        } catch let e where !(e is CancellationError) && "\(e)".contains("closed") {
+            t0 = .now
+            resp = try await client.execute(req, timeout: timeout)
+        }
         guard resp.status == .ok else {
             let text = (try? await resp.body.collect(upTo: 64 << 10)).map { String(buffer: $0) } ?? ""
             s.error = "HTTP \(resp.status.code): \(text.prefix(300))"
@@ -163,10 +171,11 @@ struct PercentilesJSON: Encodable {
 }
 
 /// The 127.0.0.1 client both sides are driven with.
-func makeBenchClient(concurrency: Int, readTimeout: TimeAmount) -> HTTPClient {
+/// `idleTimeout` should be below the server's keep-alive timeout (llama.cpp: 5 s).
+func makeBenchClient(concurrency: Int, readTimeout: TimeAmount, idleTimeout: TimeAmount = .seconds(60)) -> HTTPClient {
     var cfg = HTTPClient.Configuration()
     cfg.timeout = .init(connect: .seconds(5), read: readTimeout)
-    cfg.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(8, concurrency))
+    cfg.connectionPool = .init(idleTimeout: idleTimeout, concurrentHTTP1ConnectionsPerHostSoftLimit: max(8, concurrency))
     cfg.decompression = .disabled
     return HTTPClient(eventLoopGroupProvider: .singleton, configuration: cfg)
 }

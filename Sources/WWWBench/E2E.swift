@@ -78,7 +78,7 @@ struct E2ECommand: AsyncParsableCommand {
 
         progress("bench e2e (\(buildConfiguration) build): starting the node and its llama.cpp engine (\(threads) threads, \(cfg.backends[0].capacity) slots)…")
         let node = try await RunningNode.start(config: cfg, logger: logger)
-        let client = makeBenchClient(concurrency: concurrency, readTimeout: .seconds(120))
+        let client = makeBenchClient(concurrency: concurrency, readTimeout: .seconds(120), idleTimeout: .seconds(2))
         let result: Result<E2EReport, any Error>
         do {
             let engine = try await waitForEngine(client: client, node: node)

@@ -68,21 +68,20 @@ struct FakeUpstream: Sendable {
         return router
     }
 
-    /// Starts the server on 127.0.0.1, port 0. Returns the running task (cancel it to
-    /// stop) and the bound port.
-    func start() async throws -> (Task<Void, any Error>, Int) {
+    /// Starts the server on 127.0.0.1, port 0. Returns its runner (`stop()` shuts it down
+    /// gracefully) and the bound port.
+    func start() async throws -> (ServiceRunner, Int) {
         let (ports, cont) = AsyncStream<Int>.makeStream()
         let app = Application(router: router(), configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "wwwbench-fake"),
                               onServerRunning: { channel in cont.yield(channel.localAddress?.port ?? 0) }, logger: logger)
-        let task = Task {
-            defer { cont.finish() }
-            try await app.runService(gracefulShutdownSignals: [])
-        }
+        let runner = ServiceRunner(app, logger: logger)
+        let watcher = Task { _ = await runner.task.result; cont.finish() }
         var it = ports.makeAsyncIterator()
         guard let port = await it.next(), port > 0 else {
-            try await task.value
+            _ = await watcher.value
+            try await runner.task.value
             throw BenchError("the fake upstream stopped before listening")
         }
-        return (task, port)
+        return (runner, port)
     }
 }

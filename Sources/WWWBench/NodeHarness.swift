@@ -1,12 +1,42 @@
 import Foundation
 import Logging
+import ServiceLifecycle
 import WWWNode
 
-/// Runs a `Node` in-process: `node.run(onListening:)` in a task; cancelling the task
-/// stops the server, the node's HTTP clients and any managed engine.
+/// Runs services in-process under a ServiceGroup of our own (no signal handling), so they
+/// can be stopped with a graceful shutdown: servers stop accepting, finish in-flight
+/// requests and close; a nested group (the node's own) follows its parent's shutdown.
+struct ServiceRunner {
+    let group: ServiceGroup
+    let task: Task<Void, any Error>
+
+    init(_ service: any Service, logger: Logger) {
+        var cfg = ServiceGroupConfiguration(services: [.init(service: service)], gracefulShutdownSignals: [], logger: logger)
+        cfg.maximumGracefulShutdownDuration = .seconds(15)
+        cfg.maximumCancellationDuration = .seconds(5)
+        let group = ServiceGroup(configuration: cfg)
+        self.group = group
+        task = Task { try await group.run() }
+    }
+
+    /// Graceful shutdown, then waits for the group to finish (bounded by the durations above).
+    func stop() async {
+        await group.triggerGracefulShutdown()
+        _ = await task.result
+    }
+}
+
+/// `Node.run(onListening:)` as a service.
+private struct NodeService: Service {
+    let node: Node
+    let onListening: @Sendable (Int) async -> Void
+    func run() async throws { try await node.run(onListening: onListening) }
+}
+
+/// A `Node` running in-process on 127.0.0.1.
 struct RunningNode {
     let node: Node
-    let task: Task<Void, any Error>
+    let runner: ServiceRunner
     let port: Int
 
     var baseURL: String { "http://127.0.0.1:\(port)" }
@@ -14,26 +44,16 @@ struct RunningNode {
     static func start(config: NodeConfig, logger: Logger) async throws -> RunningNode {
         let node = try Node(config: config, logger: logger)
         let (ports, cont) = AsyncStream<Int>.makeStream()
-        let task = Task {
-            defer { cont.finish() }
-            try await node.run(onListening: { port in cont.yield(port) })
-        }
+        let runner = ServiceRunner(NodeService(node: node, onListening: { cont.yield($0) }), logger: logger)
+        let watcher = Task { _ = await runner.task.result; cont.finish() }
         var it = ports.makeAsyncIterator()
         guard let port = await it.next(), port > 0 else {
-            try await task.value
+            _ = await watcher.value
+            try await runner.task.value
             throw BenchError("the node stopped before listening")
         }
-        return RunningNode(node: node, task: task, port: port)
+        return RunningNode(node: node, runner: runner, port: port)
     }
 
-    func stop() async {
-        task.cancel()
-        _ = await task.result
-    }
-}
-
-/// Stops a server task (the fake upstream): cancel, then wait for it to finish.
-func stopTask(_ task: Task<Void, any Error>) async {
-    task.cancel()
-    _ = await task.result
+    func stop() async { await runner.stop() }
 }

@@ -51,7 +51,7 @@ struct OverheadCommand: AsyncParsableCommand {
         let logger = makeBenchLogger(logLevel)
         let model = "bench-fake"
         let fake = FakeUpstream(model: model, tokens: tokens, logger: logger)
-        let (fakeTask, fakePort) = try await fake.start()
+        let (fakeServer, fakePort) = try await fake.start()
         let dataDir: String
         let node: RunningNode
         do {
@@ -67,7 +67,7 @@ struct OverheadCommand: AsyncParsableCommand {
             cfg.node.shutdownGraceS = 2
             node = try await RunningNode.start(config: cfg, logger: logger)
         } catch {
-            await stopTask(fakeTask)
+            await fakeServer.stop()
             throw error
         }
         let client = makeBenchClient(concurrency: concurrency, readTimeout: .seconds(30))
@@ -79,7 +79,7 @@ struct OverheadCommand: AsyncParsableCommand {
         }
         try? await client.shutdown()
         await node.stop()
-        await stopTask(fakeTask)
+        await fakeServer.stop()
         try? FileManager.default.removeItem(atPath: dataDir)
         let report = try result.get()
         if json { try printJSON(report.json) } else { print(report.table) }

@@ -41,7 +41,12 @@ public final class Node: Sendable {
         self.pool = pool
         self.clients = clients
         self.managed = managed
-        self.network = try config.network.map { try PeerNetwork(config: config, section: $0, pool: pool, metrics: metrics, logger: logger) }
+        do {
+            self.network = try config.network.map { try PeerNetwork(config: config, section: $0, pool: pool, metrics: metrics, logger: logger) }
+        } catch {
+            for c in clients { try? c.syncShutdown() }
+            throw error
+        }
     }
 
     static func makeBackend(_ s: NodeConfig.BackendSection, node: NodeConfig.NodeSection, metrics: NodeMetrics,

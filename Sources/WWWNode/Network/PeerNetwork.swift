@@ -63,10 +63,9 @@ public actor PeerNetwork: Service {
         mc.loadPublishInterval = .milliseconds(section.gossipPeriodMs * 2)
         self.membership = Membership(config: mc, signer: key, crypto: crypto, address: advertise,
                                      metadata: MemberMetadata(), incarnation: incarnation, seed: seed)
-        var cfg = HTTPClient.Configuration()
-        cfg.timeout = .init(connect: .milliseconds(Int64(section.peerTimeoutMs)), read: .seconds(60))
-        cfg.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 16)
-        self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: cfg)
+        // The process-wide client: its lifetime is the process's, so no shutdown can be
+        // missed; every peer call carries its own deadline (peer_timeout_ms or the request's).
+        self.client = HTTPClient.shared
         logger.info("network identity", metadata: ["node": "\(key.nodeID.hex)", "network": "\(genesis.networkID)",
                                                     "restored_events": "\(summary.restored)", "incarnation": "\(incarnation)"])
     }
@@ -99,7 +98,6 @@ public actor PeerNetwork: Service {
         } onGracefulShutdown: {
             Task { await self.leave() }
         }
-        try? await client.shutdown()
     }
 
     private var stopping = false

@@ -1,0 +1,146 @@
+import WWWCore
+
+/// A deterministic, insecure stand-in for Ed25519/SHA-256 so that the simulator (which may
+/// not link swift-crypto) can run thousands of signing nodes. Hash: four FNV-1a-64 lanes;
+/// signature: hash(publicKey ++ message) twice with different lane offsets (64 bytes).
+public struct SimCrypto: CryptoProvider {
+    public init() {}
+
+    public func sha256(_ data: [UInt8]) -> [UInt8] { SimCrypto.hash(data, salt: 0) }
+
+    public func verify(signature: [UInt8], message: [UInt8], signer: NodeID) -> Bool {
+        signature == SimCrypto.signature(publicKey: signer.bytes, message: message)
+    }
+
+    static func hash(_ data: [UInt8], salt: UInt64) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(32)
+        for lane in 0..<UInt64(4) {
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325 &+ (lane &+ salt) &* 0x9E37_79B9_7F4A_7C15
+            for b in data {
+                h ^= UInt64(b)
+                h = h &* 0x0000_0100_0000_01B3
+            }
+            h ^= h >> 29
+            for i in 0..<UInt64(8) { out.append(UInt8(truncatingIfNeeded: h >> (8 * i))) }
+        }
+        return out
+    }
+
+    static func signature(publicKey: [UInt8], message: [UInt8]) -> [UInt8] {
+        let d = publicKey + message
+        return hash(d, salt: 4) + hash(d, salt: 8)
+    }
+}
+
+/// The signer matching `SimCrypto`; node `index` gets a NodeID derived from it.
+public struct SimSigner: MessageSigner {
+    public let nodeID: NodeID
+    public init(index: Int) { nodeID = NodeID(bytes: SimCrypto.hash(Array("sim-node-\(index)".utf8), salt: 99)) }
+    public func sign(_ message: [UInt8]) -> [UInt8] { SimCrypto.signature(publicKey: nodeID.bytes, message: message) }
+}
+
+/// A membership message with the parts of the signed envelope the core needs (DESIGN.md §3).
+public struct MembershipPacket: Hashable, Sendable {
+    public var from: NodeID
+    public var message: MembershipMessage
+}
+
+/// Drives one `Membership` core in a `Simulation`: the simulator's stand-in for the shell.
+public struct MembershipProcess: SimulatedProcess {
+    public var membership: Membership
+    public let seeds: [String]
+    /// Notifications (everything but `.send`) in order, when `keepNotifications`.
+    public private(set) var notifications: [MembershipDirective] = []
+    public var keepNotifications: Bool
+    /// Bounded notification log.
+    public static let maxNotifications = 10_000
+
+    /// Bytes a signed envelope adds around a body: from/to (64 hex each), sentAt, nonce,
+    /// 64-byte signature in hex, keys and punctuation.
+    public static let envelopeOverhead = 320
+
+    public init(membership: Membership, seeds: [String], keepNotifications: Bool = false) {
+        self.membership = membership
+        self.seeds = seeds
+        self.keepNotifications = keepNotifications
+    }
+
+    public var address: String { membership.localRecord.value.address }
+    public var nextDeadline: Instant? { membership.nextDeadline }
+
+    public mutating func start(now: Instant) -> [SimSend<MembershipPacket>] {
+        route(membership.start(now: now, seeds: seeds))
+    }
+
+    public mutating func tick(now: Instant) -> [SimSend<MembershipPacket>] {
+        route(membership.tick(now: now))
+    }
+
+    public mutating func receive(_ p: MembershipPacket, fromAddress: String, now: Instant) -> [SimSend<MembershipPacket>] {
+        route(membership.receive(p.message, from: p.from, fromAddress: fromAddress, now: now))
+    }
+
+    public func wireSize(of p: MembershipPacket) -> Int {
+        p.message.canonical.bytes.count + MembershipProcess.envelopeOverhead
+    }
+
+    /// Runs a core input (`leave`, `updateLocal`) and routes its directives.
+    public mutating func perform(_ input: (inout Membership) -> [MembershipDirective]) -> [SimSend<MembershipPacket>] {
+        route(input(&membership))
+    }
+
+    mutating func route(_ directives: [MembershipDirective]) -> [SimSend<MembershipPacket>] {
+        var out: [SimSend<MembershipPacket>] = []
+        for d in directives {
+            switch d {
+            case .send(let dest, let m):
+                out.append(SimSend(to: dest.address, message: MembershipPacket(from: membership.nodeID, message: m)))
+            default:
+                if keepNotifications && notifications.count < MembershipProcess.maxNotifications { notifications.append(d) }
+            }
+        }
+        return out
+    }
+}
+
+extension Simulation where P == MembershipProcess {
+    /// Adds a membership node `index` at "10.0.x.y:7070" seeded with `seeds`.
+    @discardableResult
+    public mutating func addMember(
+        index: Int, seeds: [String], config: MembershipConfig = MembershipConfig(), incarnation: UInt64 = 0,
+        after delay: Duration = .zero
+    ) -> Int {
+        let m = Membership(
+            config: config, signer: SimSigner(index: index), crypto: SimCrypto(),
+            address: SimAddress.of(index), incarnation: incarnation, seed: UInt64(index) &* 0x9E37_79B9_7F4A_7C15 &+ 1)
+        return add(MembershipProcess(membership: m, seeds: seeds), after: delay)
+    }
+
+    /// True for a node that is up and has not left.
+    public func participates(_ i: Int) -> Bool {
+        nodes[i].up && nodes[i].process.membership.phase != .left && nodes[i].process.membership.phase != .idle
+    }
+
+    /// True when every participating node holds every other participating node as
+    /// `alive`, and no crashed or departed node as alive or suspect.
+    public func membershipConverged() -> Bool {
+        let live = nodes.indices.filter { participates($0) }
+        let upIDs = live.map { nodes[$0].process.membership.nodeID }
+        let downIDs = nodes.indices.filter { !participates($0) }.map { nodes[$0].process.membership.nodeID }
+        for i in live {
+            let n = nodes[i]
+            let m = n.process.membership
+            for id in upIDs where m.record(of: id)?.status != .alive { return false }
+            for id in downIDs {
+                if let s = m.record(of: id)?.status, s == .alive || s == .suspect { return false }
+            }
+        }
+        return true
+    }
+}
+
+/// Simulated addresses.
+public enum SimAddress {
+    public static func of(_ index: Int) -> String { "10.\(index / 65_536 % 256).\(index / 256 % 256).\(index % 256):7070" }
+}
