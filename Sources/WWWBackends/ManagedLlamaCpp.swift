@@ -153,7 +153,9 @@ public final class ManagedLlamaCppBackend: Backend, Service, @unchecked Sendable
             self?.terminateCurrent()
         }
         set(.stopped, error: "engine exited with status \(proc.terminationStatus)")
-        logger.warning("llama.cpp engine exited", metadata: ["backend": "\(name)", "status": "\(proc.terminationStatus)"])
+        let expected = Task.isCancelled || Task.isShuttingDownGracefully
+        logger.log(level: expected ? .info : .warning, "llama.cpp engine exited",
+                   metadata: ["backend": "\(name)", "status": "\(proc.terminationStatus)", "expected": "\(expected)"])
     }
 
     private func launch() throws -> (Process, AsyncStream<String>, AsyncStream<Void>) {
