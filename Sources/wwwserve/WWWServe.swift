@@ -26,6 +26,10 @@ struct NodeCommand: AsyncParsableCommand {
     var logLevel: String?
     @Option(name: .long, help: "Data directory (key, ledger, engine logs).")
     var dataDir: String?
+    @Option(name: .long, help: "Genesis file of the network to take part in (overrides network.genesis).")
+    var genesis: String?
+    @Option(name: .long, help: "host:port of a node of an existing network to join through (repeatable).")
+    var join: [String] = []
 
     func run() async throws {
         var cfg = try config.map { try NodeConfig.load(path: $0) } ?? NodeConfig.embeddedDefault
@@ -34,6 +38,15 @@ struct NodeCommand: AsyncParsableCommand {
         if let port { cfg.node.port = port }
         if let logLevel { cfg.node.logLevel = logLevel }
         if let dataDir { cfg.node.dataDir = dataDir }
+        if let genesis {
+            if cfg.network == nil { cfg.network = NetworkSection(genesis: genesis) } else { cfg.network!.genesis = genesis }
+        }
+        if !join.isEmpty {
+            guard cfg.network != nil else {
+                throw ConfigError("--join needs the network's genesis file: pass --genesis PATH or a config with a network: section")
+            }
+            cfg.network!.join += join
+        }
         try cfg.validate()
         let logger = makeLogger(level: cfg.node.logLevel)
         let node = try Node(config: cfg, logger: logger)
