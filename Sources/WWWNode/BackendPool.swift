@@ -15,6 +15,8 @@ public final class BackendPool: @unchecked Sendable {
     public let entries: [Entry]
     private let lock = NSLock()
     private var inFlight: [String: Int] = [:]
+    /// Of `inFlight`, the requests of this node's own users (the rest came from peers).
+    private var ownInFlight: [String: Int] = [:]
 
     public init(entries: [Entry]) {
         self.entries = entries
@@ -34,9 +36,11 @@ public final class BackendPool: @unchecked Sendable {
     public struct Lease: Sendable {
         public let backend: any Backend
         public let model: BackendModel
+        /// True for this node's own users, false for a peer's offloaded job.
+        public let own: Bool
         fileprivate let pool: BackendPool
 
-        public func release() { pool.release(backend.name) }
+        public func release() { pool.release(backend.name, own: own) }
     }
 
     public enum AdmissionFailure: Error, Equatable {
@@ -46,7 +50,7 @@ public final class BackendPool: @unchecked Sendable {
     }
 
     /// Reserves a slot on the least-loaded backend that serves `model`.
-    public func admit(model: String) -> Result<Lease, AdmissionFailure> {
+    public func admit(model: String, own: Bool = true) -> Result<Lease, AdmissionFailure> {
         lock.lock()
         defer { lock.unlock() }
         var best: (Entry, BackendModel, Double)?
@@ -62,15 +66,32 @@ public final class BackendPool: @unchecked Sendable {
         guard servesAny else { return .failure(.unknownModel) }
         guard let (e, m, _) = best else { return .failure(.overloaded) }
         inFlight[e.backend.name, default: 0] += 1
-        return .success(Lease(backend: e.backend, model: m, pool: self))
+        if own { ownInFlight[e.backend.name, default: 0] += 1 }
+        return .success(Lease(backend: e.backend, model: m, own: own, pool: self))
     }
 
-    fileprivate func release(_ name: String) {
+    fileprivate func release(_ name: String, own: Bool) {
         lock.lock()
         defer { lock.unlock() }
         let v = inFlight[name, default: 0] - 1
         precondition(v >= 0, "backend \(name) released more leases than it admitted")
         inFlight[name] = v
+        if own {
+            let o = ownInFlight[name, default: 0] - 1
+            precondition(o >= 0 && o <= v, "own leases out of step with all leases")
+            ownInFlight[name] = o
+        }
+    }
+
+    /// Own-user requests waiting beyond capacity on the backends serving `model`
+    /// (the executor's "own users first" rule, DESIGN.md §6.3).
+    public func ownUsersWaiting(model: String) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return entries.filter { $0.backend.models.contains { $0.descriptor.name == model } }.reduce(0) { sum, e in
+            let total = inFlight[e.backend.name, default: 0]
+            return sum + min(ownInFlight[e.backend.name, default: 0], max(0, total - e.backend.capacity))
+        }
     }
 
     /// The node's own view of the load of the backends serving `model` (admitted requests

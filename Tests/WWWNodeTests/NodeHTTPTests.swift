@@ -264,6 +264,19 @@ struct NodeHTTPTests {
         #expect(pool.admitted("scripted") == 0)
     }
 
+    @Test func ownUsersWaitingCountsOnlyOwnRequestsBeyondCapacity() {
+        let pool = BackendPool(entries: [.init(backend: ScriptedBackend(capacity: 1, steps: []), admissionLimit: 4)])
+        guard case .success(let peerJob) = pool.admit(model: "m", own: false) else { Issue.record("admit"); return }
+        #expect(pool.ownUsersWaiting(model: "m") == 0)
+        guard case .success(let user1) = pool.admit(model: "m") else { Issue.record("admit"); return }
+        #expect(pool.ownUsersWaiting(model: "m") == 1)   // capacity 1 is taken; one own user waits
+        #expect(pool.localLoad(model: "m") == LoadSnapshot(running: 1, waiting: 1, capacity: 1))
+        peerJob.release()
+        #expect(pool.ownUsersWaiting(model: "m") == 0)
+        user1.release()
+        #expect(pool.localLoad(model: "other") == nil)
+    }
+
     @Test func unknownPathIsOpenAIShaped404() async throws {
         try await makeApp(ScriptedBackend(steps: [])).test(.router) { client in
             try await client.execute(uri: "/v1/nothing", method: .get) { r in

@@ -78,7 +78,7 @@ extension PeerNetwork {
             price: auth.value.price, servesModel: pool.serves(offer.request.model),
             localLoad: pool.localLoad(model: offer.request.model),
             requesterCoversPrice: ledger.canCover(auth.value.requester, price: auth.value.price),
-            ownUsersWaiting: 0, policy: policy, prng: &prng)
+            ownUsersWaiting: pool.ownUsersWaiting(model: offer.request.model), policy: policy, prng: &prng)
         if case .reject(let r) = outcome {
             metrics.offer(role: "executor", outcome: "rejected_\(r.rawValue)")
             throw OfferRejected(reason: r.rawValue)

@@ -54,7 +54,7 @@ struct PeerRoutes: Sendable {
         } catch let r as OfferRejected {
             return try NodeHTTP.json(OfferAnswer(accepted: false, reason: r.reason), status: .conflict)
         }
-        guard case .success(let lease) = http.pool.admit(model: offer.request.model) else {
+        guard case .success(let lease) = http.pool.admit(model: offer.request.model, own: false) else {
             return try NodeHTTP.json(OfferAnswer(accepted: false, reason: OfferRejectionReason.overloaded.rawValue), status: .conflict)
         }
         let scope = RequestScope(backendName: lease.backend.name, release: { lease.release() }, metrics: http.metrics)
