@@ -140,7 +140,7 @@ struct ChatHandler: Sendable {
                 try await Task.sleep(for: d)
             case .reject(let r):
                 if !allowOffload && !pool.serves(model) {
-                    throw APIError.unavailable("'\(model)' is not served on this node and the request forbids offloading: \(r)", retryAfter: 1)
+                    throw APIError.unavailable("'\(model)' is not served on this node and this request may not be offloaded.", retryAfter: 1)
                 }
                 throw lastError ?? APIError.unavailable("No executor is available for '\(model)': \(r)", retryAfter: 1)
             }

@@ -127,24 +127,27 @@ public struct NodeHTTP: Sendable {
         let status: String
         let node: String
         let backends: [BackendStatus]
+        /// Alive peers that serve at least one model (network nodes only).
+        let servingPeers: Int?
+
+        enum CodingKeys: String, CodingKey { case status, node, backends, servingPeers = "serving_peers" }
     }
 
+    /// Ready when a local backend is healthy or, on a network node, when an alive peer
+    /// serves a model (a pure requester is ready as soon as it can offload).
     func ready() async throws -> Response {
         let statuses = await withTaskGroup(of: (Int, BackendStatus).self) { group in
             for (i, e) in pool.entries.enumerated() {
-                group.addTask {
-                    var s = await e.backend.status()
-                    s.load.running = max(s.load.running, 0)
-                    return (i, s)
-                }
+                group.addTask { (i, await e.backend.status()) }
             }
             var out: [(Int, BackendStatus)] = []
             for await s in group { out.append(s) }
             return out.sorted { $0.0 < $1.0 }.map(\.1)
         }
         for s in statuses { metrics.backendHealthy(s.healthy, backend: s.name) }
-        let ok = statuses.contains { $0.healthy }
-        return try Self.json(Readiness(status: ok ? "ready" : "not_ready", node: nodeName, backends: statuses),
+        let servingPeers = await network?.networkServingPeers()
+        let ok = statuses.contains { $0.healthy } || (servingPeers ?? 0) > 0
+        return try Self.json(Readiness(status: ok ? "ready" : "not_ready", node: nodeName, backends: statuses, servingPeers: servingPeers),
                              status: ok ? .ok : .serviceUnavailable)
     }
 

@@ -12,24 +12,38 @@ public struct SimCrypto: CryptoProvider {
         signature == SimCrypto.signature(publicKey: signer.bytes, message: message)
     }
 
-    static func hash(_ data: [UInt8], salt: UInt64) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(32)
-        for lane in 0..<UInt64(4) {
-            var h: UInt64 = 0xcbf2_9ce4_8422_2325 &+ (lane &+ salt) &* 0x9E37_79B9_7F4A_7C15
-            for b in data {
-                h ^= UInt64(b)
-                h = h &* 0x0000_0100_0000_01B3
+    static func hash(_ data: [UInt8], salt: UInt64) -> [UInt8] { hash(data, [], salt: salt) }
+
+    /// The four lanes over `a ++ b`, in one pass without concatenating (the simulator hashes
+    /// every event several times; this keeps debug-build runs fast).
+    static func hash(_ a: [UInt8], _ b: [UInt8], salt: UInt64) -> [UInt8] {
+        let prime: UInt64 = 0x0000_0100_0000_01B3
+        func start(_ lane: UInt64) -> UInt64 { 0xcbf2_9ce4_8422_2325 &+ (lane &+ salt) &* 0x9E37_79B9_7F4A_7C15 }
+        var h0 = start(0), h1 = start(1), h2 = start(2), h3 = start(3)
+        for part in [a, b] {
+            part.withUnsafeBufferPointer { p in
+                var i = 0
+                let n = p.count
+                while i < n {
+                    let x = UInt64(p[i])
+                    h0 = (h0 ^ x) &* prime
+                    h1 = (h1 ^ x) &* prime
+                    h2 = (h2 ^ x) &* prime
+                    h3 = (h3 ^ x) &* prime
+                    i += 1
+                }
             }
-            h ^= h >> 29
-            for i in 0..<UInt64(8) { out.append(UInt8(truncatingIfNeeded: h >> (8 * i))) }
+        }
+        var out = [UInt8](repeating: 0, count: 32)
+        for (lane, h) in [h0, h1, h2, h3].enumerated() {
+            let f = h ^ (h >> 29)
+            for i in 0..<8 { out[lane * 8 + i] = UInt8(truncatingIfNeeded: f >> (8 * UInt64(i))) }
         }
         return out
     }
 
     static func signature(publicKey: [UInt8], message: [UInt8]) -> [UInt8] {
-        let d = publicKey + message
-        return hash(d, salt: 4) + hash(d, salt: 8)
+        hash(publicKey, message, salt: 4) + hash(publicKey, message, salt: 8)
     }
 }
 

@@ -27,6 +27,11 @@ extension PeerNetwork {
         membership.alivePeers().contains { $0.models.contains { $0.name == model } }
     }
 
+    /// Alive peers that advertise at least one model.
+    func networkServingPeers() -> Int {
+        membership.alivePeers().filter { !$0.models.isEmpty }.count
+    }
+
     /// Models reachable through alive peers.
     func networkModels() -> [ModelDescriptor] {
         var seen = Set<String>()
