@@ -29,12 +29,16 @@ public struct LedgerSyncMessage: Hashable, Sendable {
     /// Scuttlebutt digest of the sender: `{author: highest contiguous authorSeq}`.
     public var digest: [NodeID: UInt64]
     public var events: [LedgerEvent]
+    /// Both events of each equivocation proof the sender holds (bounded): digests cannot
+    /// show a proof, so every sync carries them.
+    public var proofs: [LedgerEvent]
 
-    public init(role: Role, from: NodeID, digest: [NodeID: UInt64], events: [LedgerEvent]) {
+    public init(role: Role, from: NodeID, digest: [NodeID: UInt64], events: [LedgerEvent], proofs: [LedgerEvent] = []) {
         self.role = role
         self.from = from
         self.digest = digest
         self.events = events
+        self.proofs = proofs
     }
 }
 
@@ -78,7 +82,7 @@ public struct NetworkProcessConfig: Hashable, Sendable {
         syncPeriod: Duration = .seconds(1), syncBatch: Int = 256, maxEventsPerSync: Int = 1_024,
         publishFanout: Int = 3, declaredStake: Credits = Credits(credits: 10),
         selector: ExecutorSelector = ExecutorSelector(policy: .default), model: String = "m",
-        offerLifetime: Duration = .seconds(60), receiptReachesRequester: Bool = false, maxStoredEvents: Int = 100_000
+        offerLifetime: Duration = .seconds(60), receiptReachesRequester: Bool = true, maxStoredEvents: Int = 100_000
     ) {
         precondition(syncPeriod > .zero && syncBatch >= 1 && maxEventsPerSync >= syncBatch && publishFanout >= 0)
         precondition(maxEventsPerSync <= ledger.maxReceiveBatch, "one sync is one ledger receive batch")
@@ -152,6 +156,10 @@ public struct NetworkProcess: SimulatedProcess {
     let crypto = SimCrypto()
     var prng: SeededPRNG
     var nextSyncAt: Instant? = nil
+    /// Some peer's digest has arrived since start.
+    var heardDigest = false
+    /// The highest authorSeq of this node's own events that any peer's digest showed.
+    var remoteSelfHighWater: UInt64 = 0
 
     /// A node `index` with `genesis`; `persisted` is its store after a crash (restored before
     /// anything else, as `PeerNetwork.init` does), and its incarnation starts above the stored one.
@@ -225,7 +233,7 @@ public struct NetworkProcess: SimulatedProcess {
             return p.message.canonical.bytes.count + MembershipProcess.envelopeOverhead
         case .ledger(let s):
             // Digest entries are `"hex64":n,`; events travel with id and signature in hex.
-            let events = s.events.reduce(0) { $0 + $1.unsignedCanonical.bytes.count + 2 * 32 + 2 * 64 + 32 }
+            let events = (s.events + s.proofs).reduce(0) { $0 + $1.unsignedCanonical.bytes.count + 2 * 32 + 2 * 64 + 32 }
             return s.digest.count * 80 + events + MembershipProcess.envelopeOverhead
         case .offer(_, let a):
             return a.value.canonical.bytes.count + 2 * 64 + 64 + MembershipProcess.envelopeOverhead
@@ -239,6 +247,13 @@ public struct NetworkProcess: SimulatedProcess {
     /// caller's PRNG so that inspecting does not change the run.
     public func executorOrder(limit: Int = .max, prng: inout SeededPRNG) -> [NodeID] {
         config.selector.orderedNodes(candidates: candidates(), requester: nodeID, limit: limit, prng: &prng)
+    }
+
+    /// `draws` independent executor orders over one snapshot of the view (0 ≤ draws ≤ 10_000).
+    public func executorOrders(draws: Int, limit: Int = .max, prng: inout SeededPRNG) -> [[NodeID]] {
+        precondition(draws >= 0 && draws <= 10_000, "draws in 0...10_000")
+        let c = candidates()
+        return (0..<draws).map { _ in config.selector.orderedNodes(candidates: c, requester: nodeID, limit: limit, prng: &prng) }
     }
 
     func candidates() -> [ExecutorCandidate] {
@@ -275,7 +290,7 @@ public struct NetworkProcess: SimulatedProcess {
     /// expiry, requester covers the price in this view), then the receipt.
     mutating func admitOffer(_ auth: Signed<PaymentAuthorization>, from: NodeID, now: Instant) -> [SimSend<NetworkMessage>] {
         let a = auth.value
-        guard auth.signer == from, a.requester == from, auth.isValid(crypto), a.executor == nodeID,
+        guard readyToAppend, auth.signer == from, a.requester == from, auth.isValid(crypto), a.executor == nodeID,
               a.model == config.model, a.expiresAt > now, ledger.canCover(a.requester, price: a.price)
         else {
             counters.offersRejected += 1
@@ -307,15 +322,24 @@ public struct NetworkProcess: SimulatedProcess {
     }
 
     func syncMessage(to address: String, role: LedgerSyncMessage.Role, events: [LedgerEvent]) -> SimSend<NetworkMessage> {
-        SimSend(to: address, message: .ledger(LedgerSyncMessage(role: role, from: nodeID, digest: ledger.digest(), events: events)))
+        SimSend(to: address, message: .ledger(LedgerSyncMessage(role: role, from: nodeID, digest: ledger.digest(), events: events,
+                                                                proofs: LedgerSyncProofs.carried(by: ledger))))
     }
 
+    /// True once this node may sign new events: it has heard at least one peer's digest and
+    /// no peer knows a longer chain of its own events than it holds (so a node that lost its
+    /// store cannot re-sign a sequence number it already used).
+    var readyToAppend: Bool { heardDigest && remoteSelfHighWater <= ledger.highWater(of: nodeID) }
+
     mutating func receiveSync(_ s: LedgerSyncMessage, fromAddress: String, now: Instant) -> [SimSend<NetworkMessage>] {
-        guard s.events.count <= config.maxEventsPerSync, s.from != nodeID else {
+        guard s.events.count <= config.maxEventsPerSync, s.proofs.count <= 2 * LedgerSyncProofs.maxProofs, s.from != nodeID else {
             counters.syncsRefused += 1
             return []
         }
-        var out = s.events.isEmpty ? [] : execute(ledger.receive(s.events, from: s.from, now: now))
+        heardDigest = true
+        remoteSelfHighWater = max(remoteSelfHighWater, s.digest[nodeID] ?? 0)
+        let incoming = s.events + s.proofs
+        var out = incoming.isEmpty ? [] : execute(ledger.receive(incoming, from: s.from, now: now))
         switch s.role {
         case .antiEntropy, .publish, .push:
             let missing = ledger.eventsMissing(from: s.digest, limit: config.syncBatch)

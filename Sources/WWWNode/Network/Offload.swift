@@ -79,6 +79,10 @@ extension PeerNetwork {
         guard auth.value.executor == me else { throw OfferRejected(reason: "wrongExecutor") }
         guard auth.value.model == offer.request.model else { throw OfferRejected(reason: "modelMismatch") }
         guard auth.value.expiresAt > wallClockNow() else { throw OfferRejected(reason: "expired") }
+        guard readyToAppend else {
+            metrics.offer(role: "executor", outcome: "rejected_catchingUp")
+            throw OfferRejected(reason: "catchingUp")
+        }
         let outcome = AcceptanceDecision.evaluate(
             price: auth.value.price, servesModel: pool.serves(offer.request.model),
             localLoad: pool.localLoad(model: offer.request.model),

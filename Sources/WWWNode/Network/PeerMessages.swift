@@ -15,10 +15,23 @@ public enum PeerKind {
 public struct LedgerSync: Codable, Sendable {
     public var digest: [String: UInt64]
     public var events: [LedgerEvent]
+    /// Both events of each equivocation proof the sender holds (bounded, see
+    /// `LedgerSyncProofs`): digests cannot show a proof.
+    public var proofs: [LedgerEvent]
 
-    public init(digest: [NodeID: UInt64], events: [LedgerEvent]) {
+    public init(digest: [NodeID: UInt64], events: [LedgerEvent], proofs: [LedgerEvent] = []) {
         self.digest = Dictionary(uniqueKeysWithValues: digest.map { ($0.key.hex, $0.value) })
         self.events = events
+        self.proofs = proofs
+    }
+
+    enum CodingKeys: String, CodingKey { case digest, events, proofs }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        digest = try c.decode([String: UInt64].self, forKey: .digest)
+        events = try c.decode([LedgerEvent].self, forKey: .events)
+        proofs = try c.decodeIfPresent([LedgerEvent].self, forKey: .proofs) ?? []
     }
 
     public var nodeDigest: [NodeID: UInt64] {

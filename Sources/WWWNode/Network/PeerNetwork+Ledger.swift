@@ -12,14 +12,14 @@ extension PeerNetwork {
 
     /// Runs ledger directives: persist first (an event is on disk before anything that
     /// depends on it), then publish / report.
-    func executeLedger(_ directives: [LedgerDirective]) throws {
+    func executeLedger(_ directives: [LedgerDirective], publishTo extra: [NodeID] = []) throws {
         for d in directives {
             switch d {
             case .persist(let events):
                 _ = try store.append(events)
                 metrics.ledgerEvents(events.count)
             case .publish(let events):
-                publish(events)
+                publish(events, extra: extra)
             case .equivocation(let proof):
                 logger.warning("equivocation detected", metadata: ["author": "\(proof.author)", "seq": "\(proof.authorSeq)"])
                 try? store.record(Equivocation(author: proof.author.hex, authorSeq: proof.authorSeq, ids: proof.first.idHex, proof.second.idHex))
@@ -41,7 +41,7 @@ extension PeerNetwork {
         for p in peers.prefix(3) { targets.insert(p.node) }
         for t in targets where t != me {
             guard let addr = membership.record(of: t)?.address else { continue }
-            let sync = LedgerSync(digest: ledger.digest(), events: events)
+            let sync = makeSync(events)
             Task { _ = await self.syncWith(address: addr, node: t, sync: sync) }
         }
     }
@@ -49,19 +49,39 @@ extension PeerNetwork {
     /// One push-pull with a random alive peer per period.
     func antiEntropy() {
         guard let peer = membership.alivePeers().randomElement(using: &prng) else { return }
-        let sync = LedgerSync(digest: ledger.digest(), events: [])
+        let sync = makeSync([])
         Task {
             guard let reply = await self.syncWith(address: peer.address, node: peer.node, sync: sync) else { return }
             await self.answerSync(reply, from: peer)
         }
     }
 
+    /// A sync message: this node's digest, `events`, and the equivocation proofs it holds.
+    func makeSync(_ events: [LedgerEvent]) -> LedgerSync {
+        LedgerSync(digest: ledger.digest(), events: events, proofs: LedgerSyncProofs.carried(by: ledger))
+    }
+
     /// Applies the peer's reply, then pushes what the peer lacks.
     func answerSync(_ reply: LedgerSync, from peer: MemberRecord) async {
-        applyRemote(reply.events, from: peer.node)
+        noteDigest(reply.nodeDigest)
+        applyRemote(reply.events + reply.proofs, from: peer.node)
         let missing = ledger.eventsMissing(from: reply.nodeDigest, limit: Self.syncBatch)
         guard !missing.isEmpty else { return }
-        _ = await syncWith(address: peer.address, node: peer.node, sync: LedgerSync(digest: ledger.digest(), events: missing))
+        _ = await syncWith(address: peer.address, node: peer.node, sync: makeSync(missing))
+    }
+
+    /// Remembers how long a chain of this node's own events peers know (see `readyToAppend`).
+    func noteDigest(_ digest: [NodeID: UInt64]) {
+        heardDigest = true
+        remoteSelfHighWater = max(remoteSelfHighWater, digest[me] ?? 0)
+    }
+
+    /// True once this node may sign new events: a peer's digest has arrived (or the node
+    /// is alone) and no peer knows a longer chain of this node's own events than it holds,
+    /// so a node that lost its store cannot re-sign a sequence number it already used
+    /// (which every peer would prove as equivocation).
+    var readyToAppend: Bool {
+        (heardDigest || membership.alivePeers().isEmpty) && remoteSelfHighWater <= ledger.highWater(of: me)
     }
 
     func syncWith(address: String, node: NodeID, sync: LedgerSync) async -> LedgerSync? {
@@ -93,11 +113,12 @@ extension PeerNetwork {
     public func receiveLedger(_ env: Envelope) throws -> LedgerSync {
         let v = try verify(env, kind: PeerKind.ledger)
         let sync = try v.decode(LedgerSync.self)
-        guard sync.events.count <= 4 * Self.syncBatch else {
+        guard sync.events.count <= 4 * Self.syncBatch, sync.proofs.count <= 2 * LedgerSyncProofs.maxProofs else {
             throw APIError.invalidRequest("too many events in one sync message", code: "too_many_events")
         }
-        applyRemote(sync.events, from: v.from)
-        return LedgerSync(digest: ledger.digest(), events: ledger.eventsMissing(from: sync.nodeDigest, limit: Self.syncBatch))
+        noteDigest(sync.nodeDigest)
+        applyRemote(sync.events + sync.proofs, from: v.from)
+        return makeSync(ledger.eventsMissing(from: sync.nodeDigest, limit: Self.syncBatch))
     }
 
     /// Publishes the executor's `jobReceipt` after it delivered the response (§5).
@@ -107,8 +128,8 @@ extension PeerNetwork {
                                  outputTokens: UInt32(clamping: usage?.completionTokens ?? 0))
         let directives = ledger.append(.jobReceipt(receipt), now: wallClockNow(), signer: key)
         do {
-            try executeLedger(directives)
-            publish([], extra: [auth.value.requester])
+            // The receipt goes to the requester at once (and to `fanout` random peers).
+            try executeLedger(directives, publishTo: [auth.value.requester])
             metrics.jobReceipt()
         } catch {
             logger.error("could not persist a job receipt", metadata: ["job": "\(auth.value.job)", "error": "\(error)"])

@@ -31,6 +31,10 @@ public actor PeerNetwork: Service {
     var ledger: Ledger
     var verifier: EnvelopeVerifier
     var prng: SeededPRNG
+    /// A peer's ledger digest has arrived since start.
+    var heardDigest = false
+    /// The longest chain of this node's own events any peer's digest showed.
+    var remoteSelfHighWater: UInt64 = 0
     /// Fire-and-forget sends in flight (bounded; beyond the bound a send is dropped and counted).
     var outstandingSends = 0
     let maxOutstandingSends = 256
