@@ -132,10 +132,11 @@ public struct ErrorBody: Codable, Hashable, Sendable {
 }
 
 extension JSONEncoder {
-    /// The encoder for every JSON the node writes: compact, keys in declaration order.
-    public static var openAI: JSONEncoder {
+    /// The encoder for every JSON the node writes: compact, sorted keys. Shared: encoding
+    /// is thread-safe and the configuration never changes after creation.
+    public static let openAI: JSONEncoder = {
         let e = JSONEncoder()
         e.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
         return e
-    }
+    }()
 }

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import WWWAPI
 import WWWCore
 
@@ -107,9 +108,6 @@ public enum BackendError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// A stream of chunks from an engine. Iterating it may throw `BackendError`; dropping or
-/// cancelling the consuming task cancels the upstream request.
-public typealias ChunkStream = AsyncThrowingStream<ChatCompletionChunk, any Error>
 
 /// An inference engine a node drives (DESIGN.md §1 "backend").
 public protocol Backend: Sendable {

@@ -51,8 +51,6 @@ public final class OpenAIBackend: Backend, @unchecked Sendable {
     private let client: HTTPClient
     private let logger: Logger
     public let inFlight = InFlightCounter()
-    /// Called when the upstream request was cancelled because the consumer went away.
-    public var onCancelled: (@Sendable () -> Void)?
 
     /// - Parameters:
     ///   - baseURL: the engine's root, with or without a trailing `/v1`.
@@ -168,39 +166,11 @@ public final class OpenAIBackend: Backend, @unchecked Sendable {
         return .failed(text)
     }
 
-    /// Turns the response body into chunks. A consumer that stops iterating (or whose task
-    /// is cancelled) terminates the stream, which cancels the producer task and with it the
-    /// upstream request.
+    /// Turns the response body into chunks, parsed lazily by the consumer (no producer
+    /// task). Dropping the iterator drops the body, which cancels the engine request.
     private func makeStream(_ response: HTTPClientResponse) -> ChunkStream {
-        let (stream, continuation) = ChunkStream.makeStream(bufferingPolicy: .bufferingNewest(256))
         inFlight.increment()
-        let producer = Task { [inFlight, onCancelled, name] in
-            defer { inFlight.decrement() }
-            do {
-                try await Self.pump(response.body, into: continuation)
-            } catch is CancellationError {
-                onCancelled?()
-                continuation.finish(throwing: BackendError.cancelled)
-            } catch let e as HTTPClientError where e == .cancelled {
-                onCancelled?()
-                continuation.finish(throwing: BackendError.cancelled)
-            } catch {
-                if Task.isCancelled { onCancelled?() }
-                continuation.finish(throwing: Self.map(error))
-            }
-            _ = name
-        }
-        continuation.onTermination = { reason in
-            if case .cancelled = reason { producer.cancel() }
-        }
-        return stream
-    }
-
-    static func pump(_ body: HTTPClientResponse.Body, into continuation: ChunkStream.Continuation) async throws {
-        try await readChunks(body) { chunk in
-            if case .terminated = continuation.yield(chunk) { throw CancellationError() }
-        }
-        continuation.finish()
+        return ChunkStream.sse(response.body) { [inFlight] in inFlight.decrement() }
     }
 
     /// Reads an SSE body of `chat.completion.chunk`s (leniently, §6a) and hands each chunk

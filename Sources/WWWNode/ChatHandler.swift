@@ -232,7 +232,7 @@ struct ChatHandler: Sendable {
                 if clientGone || error is CancellationError {
                     // Dropping the iterator cancels the engine request (AsyncThrowingStream
                     // onTermination → producer task cancelled → HTTP request cancelled).
-                    box.value = ChunkStream { $0.finish() }.makeAsyncIterator()
+                    box.value = ChunkStream.empty.makeAsyncIterator()
                     metrics.upstreamCancelled(backend: scope.backendName)
                     logger.info("client went away mid-stream; upstream cancelled", metadata: ["backend": "\(scope.backendName)"])
                     scope.finish(status: 499, usage: acc.usage)

@@ -64,7 +64,6 @@ public final class Node: Sendable {
                                         total: .milliseconds(Int64(node.requestTimeoutS * 1000)))
         let http = OpenAIBackend(name: s.name, kind: s.kind, baseURL: s.baseURL, apiKey: s.apiKey, models: models,
                                  capacity: s.capacity, timeouts: timeouts, client: client, logger: logger)
-        http.onCancelled = { [name = s.name] in logger.debug("upstream request cancelled", metadata: ["backend": "\(name)"]) }
         guard s.kind == "llamacpp" else { return (http, client, nil) }
         let l = s.llamacpp ?? NodeConfig.LlamaCppSection()
         let settings = LlamaCppSettings(modelPath: l.modelPath, python: l.python, threads: l.threads, contextTokens: l.ctx,

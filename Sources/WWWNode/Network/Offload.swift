@@ -142,7 +142,7 @@ final class NetworkBackend: Backend, @unchecked Sendable {
         guard let first = await offerRound(job: job, request: request, excluded: [], deadline: deadline) else {
             throw BackendError.unavailable("no peer accepted the job for '\(request.model)'", retryAfter: 1)
         }
-        let (stream, continuation) = ChunkStream.makeStream(bufferingPolicy: .bufferingNewest(256))
+        let (stream, continuation) = ChunkStream.makeStream()
         let task = Task { await self.relay(job: job, request: request, first: first, deadline: deadline, into: continuation) }
         continuation.onTermination = { reason in if case .cancelled = reason { task.cancel() } }
         return stream

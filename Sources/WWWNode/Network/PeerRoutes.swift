@@ -82,7 +82,7 @@ struct PeerRoutes: Sendable {
                 try await writer.finish(nil)
             } catch {
                 // The requester went away or the engine failed: no delivery, no receipt.
-                box.value = ChunkStream { $0.finish() }.makeAsyncIterator()
+                box.value = ChunkStream.empty.makeAsyncIterator()
                 if !(error is BackendError) { metrics.upstreamCancelled(backend: scope.backendName) }
                 try? await writer.write(ByteBuffer(bytes: SSEWriter.event(ChatHandler.apiError(error).jsonData())))
                 try? await writer.finish(nil)
