@@ -40,7 +40,8 @@ final class RequestScope: @unchecked Sendable {
         guard first else { return }
         release()
         metrics.inFlight(backend: backendName, delta: -1)
-        metrics.request(endpoint: "chat", status: status)
+        // Errors (≥ 400) are thrown to `OpenAIErrorMiddleware`, which counts them.
+        if status < 400 { metrics.request(endpoint: "chat", status: status) }
         metrics.requestDuration(.now - start, backend: backendName)
         if let usage { metrics.tokens(prompt: usage.promptTokens, completion: usage.completionTokens, backend: backendName) }
     }
@@ -140,7 +141,7 @@ struct ChatHandler: Sendable {
                 try await Task.sleep(for: d)
             case .reject(let r):
                 if !allowOffload && !pool.serves(model) {
-                    throw APIError.unavailable("'\(model)' is not served on this node and this request may not be offloaded.", retryAfter: 1)
+                    throw APIError(status: 404, message: "The model '\(model)' is not served on this node, and this request may not be offloaded to peers (X-WWWServe-Allow-Offload: false or the API key's allow_offload).", type: "invalid_request_error", param: "model", code: "model_not_found")
                 }
                 throw lastError ?? APIError.unavailable("No executor is available for '\(model)': \(r)", retryAfter: 1)
             }

@@ -196,17 +196,43 @@ public struct NodeConfig: Codable, Sendable, Equatable {
 
     /// Reads a YAML/JSON config file.
     /// - Throws: `ConfigError` with the file and the key path of the problem.
-    public static func load(path: String) throws -> NodeConfig {
+    /// Relative paths in the file (`data_dir`, `network.genesis`, `network.key_file`,
+    /// `llamacpp.model_path`) are resolved against the file's directory.
+    /// - Parameter validate: false when flags or the environment still apply overrides
+    ///   (call `validate()` after them).
+    public static func load(path: String, validate: Bool = true) throws -> NodeConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError("cannot read config file '\(path)'")
         }
-        return try parse(String(decoding: data, as: UTF8.self), source: path)
+        var cfg = try parse(String(decoding: data, as: UTF8.self), source: path, validate: false)
+        cfg.resolvePaths(relativeTo: (path as NSString).deletingLastPathComponent)
+        if validate {
+            do { try cfg.validate() } catch let e as ConfigError { throw ConfigError("\(path): \(e.message)") }
+        }
+        return cfg
     }
 
-    public static func parse(_ text: String, source: String = "config") throws -> NodeConfig {
+    /// Makes the file's relative paths relative to `base` (the config file's directory).
+    public mutating func resolvePaths(relativeTo base: String) {
+        func resolve(_ p: String) -> String {
+            guard !p.hasPrefix("/"), !p.isEmpty else { return p }
+            return base.isEmpty ? p : (base as NSString).appendingPathComponent(p)
+        }
+        node.dataDir = resolve(node.dataDir)
+        if var n = network {
+            if !n.genesis.isEmpty { n.genesis = resolve(n.genesis) }
+            n.keyFile = n.keyFile.map(resolve)
+            network = n
+        }
+        for i in backends.indices where backends[i].llamacpp != nil && backends[i].llamacpp!.modelPath != "default" {
+            backends[i].llamacpp!.modelPath = resolve(backends[i].llamacpp!.modelPath)
+        }
+    }
+
+    public static func parse(_ text: String, source: String = "config", validate: Bool = true) throws -> NodeConfig {
         do {
             let cfg = try YAMLDecoder().decode(NodeConfig.self, from: text)
-            try cfg.validate()
+            if validate { try cfg.validate() }
             return cfg
         } catch let e as ConfigError {
             throw ConfigError("\(source): \(e.message)")
@@ -240,6 +266,9 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         }
         _ = try policy.schedulingPolicy()
         if let n = network {
+            guard !n.genesis.isEmpty else {
+                throw ConfigError("network.genesis is required (or pass --genesis / set WWWSERVE_GENESIS)")
+            }
             guard n.gossipPeriodMs >= 50, n.peerTimeoutMs >= 50 else {
                 throw ConfigError("network.gossip_period_ms and network.peer_timeout_ms must be at least 50")
             }

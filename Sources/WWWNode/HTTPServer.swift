@@ -17,9 +17,7 @@ struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch {
             let e = Self.map(error, request: request)
             metrics.error(type: e.metricType)
-            if request.uri.path != "/v1/chat/completions" {
-                metrics.request(endpoint: Self.endpoint(request.uri.path), status: e.status)
-            }
+            metrics.request(endpoint: Self.endpoint(request.uri.path), status: e.status)
             return Self.response(e)
         }
     }
@@ -28,6 +26,7 @@ struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         switch path {
         case "/v1/chat/completions": return "chat"
         case "/v1/models": return "models"
+        case "/p2p/v1/offer": return "offer"
         default: return "other"
         }
     }

@@ -54,12 +54,21 @@ func fetchView<T: Decodable>(_ type: T.Type, node: String, path: String) async t
         let resp = try await client.execute(HTTPClientRequest(url: node + path), timeout: .seconds(5))
         let body = try await resp.body.collect(upTo: 16 << 20)
         try await client.shutdown()
-        guard resp.status == .ok else { throw ValidationError("\(node)\(path) answered HTTP \(resp.status.code): \(String(buffer: body).prefix(300))") }
+        guard resp.status == .ok else { throw CLIError("\(node)\(path) answered HTTP \(resp.status.code): \(String(buffer: body).prefix(300))") }
         return try JSONDecoder().decode(T.self, from: Data(buffer: body))
+    } catch let e as CLIError {
+        try? await client.shutdown()
+        throw e
     } catch {
         try? await client.shutdown()
-        throw error
+        throw CLIError("cannot reach a wwwserve node at \(node): \(error)")
     }
+}
+
+/// A command failure reported as one line (`Error: …`), without the usage text.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
 }
 
 /// `wwwserve peers`: a node's view of the membership.

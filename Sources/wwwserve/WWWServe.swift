@@ -32,7 +32,7 @@ struct NodeCommand: AsyncParsableCommand {
     var join: [String] = []
 
     func run() async throws {
-        var cfg = try config.map { try NodeConfig.load(path: $0) } ?? NodeConfig.embeddedDefault
+        var cfg = try config.map { try NodeConfig.load(path: $0, validate: false) } ?? NodeConfig.embeddedDefault
         try cfg.applyEnvironment(ProcessInfo.processInfo.environment)
         if let host { cfg.node.host = host }
         if let port { cfg.node.port = port }
@@ -47,7 +47,11 @@ struct NodeCommand: AsyncParsableCommand {
             }
             cfg.network!.join += join
         }
-        try cfg.validate()
+        do {
+            try cfg.validate()
+        } catch let e as ConfigError {
+            throw ConfigError(config.map { "\($0): \(e.message)" } ?? e.message)
+        }
         let logger = makeLogger(level: cfg.node.logLevel)
         let node = try Node(config: cfg, logger: logger)
         try await node.run()

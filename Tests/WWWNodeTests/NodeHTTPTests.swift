@@ -294,6 +294,7 @@ struct NodeHTTPTests {
                 let text = String(buffer: r.body)
                 #expect(text.contains(#"wwwserve_requests_total{endpoint="chat",status="200"} 1"#))
                 #expect(text.contains(#"wwwserve_errors_total{type="invalid_request"} 1"#))
+                #expect(text.contains(#"wwwserve_requests_total{endpoint="chat",status="400"} 1"#))
                 #expect(text.contains(#"wwwserve_tokens_total{direction="out",backend="scripted"} 2"#))
                 #expect(text.contains("wwwserve_ttft_seconds_bucket"))
                 #expect(text.contains("wwwserve_request_duration_seconds_bucket"))

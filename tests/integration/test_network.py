@@ -380,8 +380,9 @@ def test_2_offload_stake_weighted_and_ledger(net):
     # A request that forbids offloading cannot run on a pure requester.
     r = chat(a, headers={"X-WWWServe-Allow-Offload": "false"})
     print(f"offload forbidden on a pure requester: {r.status_code} {r.text[:200]}")
-    assert r.status_code == 503, f"{r.status_code} {r.text[:300]}"
-    assert r.json()["error"]["message"], r.text
+    # Not retryable: the model is not served here and the request may not leave.
+    assert r.status_code == 404, f"{r.status_code} {r.text[:300]}"
+    assert r.json()["error"]["code"] == "model_not_found", r.text
     assert r.headers.get("X-WWWServe-Offloaded") != "true"
 
     views = wait_until("ledgers converge after offloads", CONVERGE_BOUND_S,

@@ -29,7 +29,7 @@ public enum SchedulingRejection: Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .noBackendAndCannotOffload(let m):
-            return "model '\(m)' is not served by this node, and this node cannot offload while its credit balance is negative"
+            return "model '\(m)' is not served by this node, and this node cannot offload: its credit balance does not cover the price of a job"
         case .pinnedLocalWithoutBackend(let m):
             return "model '\(m)' is not served by this node, and this request may not be offloaded to peers"
         case .retriesExhausted(let m, let n):

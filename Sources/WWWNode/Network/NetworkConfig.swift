@@ -27,7 +27,7 @@ public struct NetworkSection: Codable, Sendable, Equatable {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        genesis = try c.decode(String.self, forKey: .genesis)
+        genesis = try c.decodeIfPresent(String.self, forKey: .genesis) ?? ""
         keyFile = try c.decodeIfPresent(String.self, forKey: .keyFile)
         advertise = try c.decodeIfPresent(String.self, forKey: .advertise)
         join = try c.decodeIfPresent([String].self, forKey: .join) ?? []
