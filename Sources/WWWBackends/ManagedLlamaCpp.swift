@@ -152,10 +152,18 @@ public final class ManagedLlamaCppBackend: Backend, Service, @unchecked Sendable
         } onCancel: { [weak self] in
             self?.terminateCurrent()
         }
-        set(.stopped, error: "engine exited with status \(proc.terminationStatus)")
+        // On cancellation the loop above returns at once, possibly before the engine has
+        // exited; reading `terminationStatus` of a running process traps, so wait (bounded:
+        // terminateCurrent escalates to SIGKILL after 5 s).
+        let deadline = ContinuousClock.now + .seconds(8)
+        while proc.isRunning && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        let status = proc.isRunning ? "still running" : "\(proc.terminationStatus)"
+        set(.stopped, error: "engine exited with status \(status)")
         let expected = Task.isCancelled || Task.isShuttingDownGracefully
         logger.log(level: expected ? .info : .warning, "llama.cpp engine exited",
-                   metadata: ["backend": "\(name)", "status": "\(proc.terminationStatus)", "expected": "\(expected)"])
+                   metadata: ["backend": "\(name)", "status": "\(status)", "expected": "\(expected)"])
     }
 
     private func launch() throws -> (Process, AsyncStream<String>, AsyncStream<Void>) {
@@ -178,16 +186,20 @@ public final class ManagedLlamaCppBackend: Backend, Service, @unchecked Sendable
             exitCont.finish()
         }
         try p.run()
-        let reader = stdout.fileHandleForReading
+        let fd = stdout.fileHandleForReading.fileDescriptor
         Thread.detachNewThread {
-            var buffer = Data()
+            // Plain read(2) with EINTR retried: FileHandle.availableData traps on EINTR,
+            // which signals such as SIGTERM cause.
+            var buffer: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 4096)
             while true {
-                let chunk = reader.availableData
-                if chunk.isEmpty { break }
-                buffer.append(chunk)
+                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                buffer.append(contentsOf: chunk[0..<n])
                 while let nl = buffer.firstIndex(of: 0x0A) {
-                    lineCont.yield(String(decoding: buffer[buffer.startIndex..<nl], as: UTF8.self))
-                    buffer.removeSubrange(buffer.startIndex...nl)
+                    lineCont.yield(String(decoding: buffer[..<nl], as: UTF8.self))
+                    buffer.removeSubrange(...nl)
                 }
                 if buffer.count > 1 << 20 { buffer.removeAll() }
             }

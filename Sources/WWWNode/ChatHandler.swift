@@ -119,7 +119,12 @@ struct ChatHandler: Sendable {
         guard let network else { return .local(try admitLocal(request.model)) }
         let model = request.model
         let remoteServes = await network.peersServe(model)
-        guard pool.serves(model) || remoteServes else { throw APIError.modelNotFound(model) }
+        if !pool.serves(model) && !remoteServes {
+            // A pure requester cannot tell an unknown model from one whose providers are
+            // all away right now: that is a retryable 503, not a 404.
+            guard pool.entries.isEmpty else { throw APIError.modelNotFound(model) }
+            throw APIError.unavailable("No peer currently serves '\(model)'; retry when providers are back.", retryAfter: 2)
+        }
         var lastError: APIError?
         for retry in 0...(policy.maxRetries + 1) {
             let decision = await network.decide(model: model, localLoad: pool.localLoad(model: model),
@@ -131,7 +136,7 @@ struct ChatHandler: Sendable {
                 guard remoteServes else { continue }
                 let backend = NetworkBackend(network: network, policy: policy, requestTimeout: requestTimeout, metrics: metrics, logger: logger)
                 do {
-                    return .remote(backend, try await backend.start(request))
+                    return .remote(backend, try await backend.startReserved(request))
                 } catch {
                     lastError = Self.apiError(error)
                     // No executor accepted: back off (retryDelay × 2^retry) before step 1 again.

@@ -66,6 +66,9 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         public var requestTimeoutS: Double = 300
         /// Seconds in-flight requests get to finish on SIGTERM/SIGINT before being cancelled.
         public var shutdownGraceS: Double = 10
+        /// A connection that sends nothing for this long while no request is being answered
+        /// (idle keep-alive, or a request whose headers/body trickle in) is closed.
+        public var idleTimeoutS: Double = 60
         /// "trace", "debug", "info", "notice", "warning", "error", "critical".
         public var logLevel: String = "info"
         /// Where the node keeps its key, ledger and engine logs.
@@ -75,7 +78,7 @@ public struct NodeConfig: Codable, Sendable, Equatable {
 
         enum CodingKeys: String, CodingKey {
             case host, port, maxBodyBytes = "max_body_bytes", apiKeys = "api_keys", requestTimeoutS = "request_timeout_s"
-            case shutdownGraceS = "shutdown_grace_s", logLevel = "log_level", dataDir = "data_dir"
+            case shutdownGraceS = "shutdown_grace_s", logLevel = "log_level", dataDir = "data_dir", idleTimeoutS = "idle_timeout_s"
         }
 
         public init(from decoder: any Decoder) throws {
@@ -87,6 +90,7 @@ public struct NodeConfig: Codable, Sendable, Equatable {
             apiKeys = try c.decodeIfPresent([APIKey].self, forKey: .apiKeys) ?? d.apiKeys
             requestTimeoutS = try c.decodeIfPresent(Double.self, forKey: .requestTimeoutS) ?? d.requestTimeoutS
             shutdownGraceS = try c.decodeIfPresent(Double.self, forKey: .shutdownGraceS) ?? d.shutdownGraceS
+            idleTimeoutS = try c.decodeIfPresent(Double.self, forKey: .idleTimeoutS) ?? d.idleTimeoutS
             logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? d.logLevel
             dataDir = try c.decodeIfPresent(String.self, forKey: .dataDir) ?? d.dataDir
         }
@@ -261,6 +265,7 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         guard (0...65535).contains(node.port) else { throw ConfigError("node.port must be in 0...65535") }
         guard node.maxBodyBytes >= 1024 else { throw ConfigError("node.max_body_bytes must be at least 1024") }
         guard node.requestTimeoutS > 0 else { throw ConfigError("node.request_timeout_s must be positive") }
+        guard node.idleTimeoutS >= 1 else { throw ConfigError("node.idle_timeout_s must be at least 1") }
         guard !backends.isEmpty || network != nil else {
             throw ConfigError("at least one backend is required under 'backends' (a node without backends must join a network)")
         }

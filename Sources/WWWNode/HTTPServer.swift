@@ -155,20 +155,30 @@ public struct NodeHTTP: Sendable {
         if let len = request.headers[.contentLength].flatMap({ Int($0) }), len > limit {
             throw APIError.bodyTooLarge(limit: limit)
         }
-        var request = request
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: limit)
-        } catch let e as HTTPError where e.status == .contentTooLarge {
-            throw APIError.bodyTooLarge(limit: limit)
-        } catch is NIOTooManyBytesError {
-            throw APIError.bodyTooLarge(limit: limit)
-        }
-        let chat = try ChatCompletionRequest.parse(Data(buffer: body))
         var handler = ChatHandler(pool: pool, metrics: metrics, nodeName: nodeName, logger: logger, network: network)
         handler.policy = (try? config.policy.schedulingPolicy()) ?? SchedulingPolicy()
         handler.requestTimeout = .milliseconds(Int64(config.node.requestTimeoutS * 1000))
-        return try await handler.handle(chat, allowOffload: allowOffload(request))
+        let allowOffload = allowOffload(request)
+        // Until the response is produced, a client that closes its connection cancels the
+        // work (and with it the engine request): this covers non-streaming requests; a
+        // streaming response notices the disconnect when writing.
+        do {
+            return try await request.body.consumeWithCancellationOnInboundClose { body in
+                let bytes: ByteBuffer
+                do {
+                    bytes = try await body.collect(upTo: limit)
+                } catch let e as HTTPError where e.status == .contentTooLarge {
+                    throw APIError.bodyTooLarge(limit: limit)
+                } catch is NIOTooManyBytesError {
+                    throw APIError.bodyTooLarge(limit: limit)
+                }
+                let chat = try ChatCompletionRequest.parse(Data(buffer: bytes))
+                return try await handler.handle(chat, allowOffload: allowOffload)
+            }
+        } catch is CancellationError {
+            metrics.upstreamCancelled(backend: "any")
+            throw APIError(status: 499, message: "The client closed the connection.", type: "invalid_request_error", code: "client_closed")
+        }
     }
 
     /// Offloading is forbidden by the request header `X-WWWServe-Allow-Offload: false` or by

@@ -84,6 +84,7 @@ public final class Node: Sendable {
         let logger = self.logger
         let app = Application(
             router: http.router(),
+            server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(config.node.idleTimeoutS * 1000)))),
             configuration: .init(address: .hostname(config.node.host, port: config.node.port), serverName: "wwwserve"),
             services: managed.map { $0 as any Service } + (network.map { [$0 as any Service] } ?? []),
             onServerRunning: { channel in

@@ -69,3 +69,19 @@ def test_node_still_serves_after_disconnects(client):
     r = client.chat.completions.create(model=LOCAL_MODEL, max_tokens=4,
                                        messages=[{"role": "user", "content": "hi"}])
     assert r.choices[0].message.content is not None
+
+
+def test_disconnect_before_a_non_streaming_answer_cancels_upstream(node):
+    """Without streaming nothing is written until the end, so only the node's inbound-close
+    watch can notice the client leaving; the engine must stop generating."""
+    engine = engine_url(node)
+    wait_idle(engine, 30)
+    payload = {"model": LOCAL_MODEL, "stream": False, "max_tokens": 1500, "temperature": 0,
+               "messages": [{"role": "user", "content": "Write a very long story about a dragon."}]}
+    try:
+        requests.post(node.url + "/v1/chat/completions", json=payload, timeout=1.5)
+        raise AssertionError("a 1500-token answer should not finish within 1.5 s here")
+    except requests.exceptions.ReadTimeout:
+        pass  # requests closes the socket on a read timeout
+    took = wait_idle(engine, IDLE_BOUND_S)
+    print(f"engine idle {took:.2f}s after a non-streaming client went away")

@@ -18,9 +18,26 @@ extension PeerNetwork {
     /// Step 1 (§6.1) with this node's policy and generator.
     func decide(model: String, localLoad: LoadSnapshot?, pinnedLocal: Bool, retryCount: Int) -> SchedulingDecision {
         RequestScheduler.decide(model: model, localLoad: localLoad, pinnedLocal: pinnedLocal,
-                                mayOffload: ledger.balance(of: me) >= genesis.parameters.pricePerJob,
+                                mayOffload: ledger.balance(of: me) - pendingSpend >= genesis.parameters.pricePerJob,
                                 retryCount: retryCount, policy: policy, prng: &prng)
     }
+
+    /// Reserves the price of one offload until it ends (`releaseSpend`), so parallel
+    /// requests cannot promise more than the balance.
+    func reserveSpend() -> Bool {
+        let price = genesis.parameters.pricePerJob
+        guard ledger.balance(of: me) - pendingSpend >= price else { return false }
+        pendingSpend = pendingSpend + price
+        return true
+    }
+
+    func releaseSpend() {
+        pendingSpend = pendingSpend - genesis.parameters.pricePerJob
+        precondition(pendingSpend >= .zero, "released more spend than reserved")
+    }
+
+    /// This node's balance and the price per job, for error messages.
+    func balanceAndPrice() -> (Credits, Credits) { (ledger.balance(of: me) - pendingSpend, genesis.parameters.pricePerJob) }
 
     /// Whether any alive peer advertises `model`.
     func peersServe(_ model: String) -> Bool {
@@ -73,7 +90,7 @@ extension PeerNetwork {
     /// - Throws: `OfferRejected` (→ 409) or an `APIError` for a bad envelope.
     func admitOffer(_ env: Envelope) throws -> OfferMessage {
         let v = try verify(env, kind: PeerKind.offer)
-        let offer = try v.decode(OfferMessage.self)
+        let offer = try decodeBody(v, OfferMessage.self)
         let auth = offer.authorization
         guard auth.signer == v.from, auth.value.requester == v.from, auth.isValid(crypto) else { throw OfferRejected(reason: "badAuthorization") }
         guard auth.value.executor == me else { throw OfferRejected(reason: "wrongExecutor") }
@@ -83,18 +100,29 @@ extension PeerNetwork {
             metrics.offer(role: "executor", outcome: "rejected_catchingUp")
             throw OfferRejected(reason: "catchingUp")
         }
+        let job = auth.value.job
+        guard acceptedJobs[job] == nil, !receiptedJobs.contains(job) else {
+            metrics.offer(role: "executor", outcome: "rejected_duplicateJob")
+            throw OfferRejected(reason: "duplicateJob")
+        }
+        let promised = acceptedJobs.values.filter { $0.requester == auth.value.requester }.reduce(Credits.zero) { $0 + $1.price }
         let outcome = AcceptanceDecision.evaluate(
             price: auth.value.price, servesModel: pool.serves(offer.request.model),
             localLoad: pool.localLoad(model: offer.request.model),
-            requesterCoversPrice: ledger.canCover(auth.value.requester, price: auth.value.price),
+            requesterCoversPrice: ledger.balance(of: auth.value.requester) - promised >= auth.value.price,
             ownUsersWaiting: pool.ownUsersWaiting(model: offer.request.model), policy: policy, prng: &prng)
         if case .reject(let r) = outcome {
             metrics.offer(role: "executor", outcome: "rejected_\(r.rawValue)")
             throw OfferRejected(reason: r.rawValue)
         }
         metrics.offer(role: "executor", outcome: "accepted")
+        precondition(acceptedJobs.count < 100_000, "accepted jobs are bounded by admission")
+        acceptedJobs[job] = (auth.value.requester, auth.value.price)
         return offer
     }
+
+    /// The executor's job ended without a receipt (requester gone, engine failed).
+    func abandonJob(_ job: JobID) { acceptedJobs[job] = nil }
 }
 
 /// The requester's side of offloading (§6.2–6.4) as a `Backend`: offer rounds over the
@@ -130,6 +158,36 @@ final class NetworkBackend: Backend, @unchecked Sendable {
 
     func chat(_ request: ChatCompletionRequest, model: BackendModel) async throws -> ChunkStream {
         try await start(request)
+    }
+
+    /// Reserves the price, runs `start`, and releases the reservation when the stream ends.
+    func startReserved(_ request: ChatCompletionRequest) async throws -> ChunkStream {
+        guard await network.reserveSpend() else {
+            let (balance, price) = await network.balanceAndPrice()
+            throw BackendError.unavailable("this node's spendable credit balance (\(balance)) does not cover the price of a job (\(price)); it earns credits by serving other nodes' jobs", retryAfter: 5)
+        }
+        let inner: ChunkStream
+        do {
+            inner = try await start(request)
+        } catch {
+            await network.releaseSpend()
+            throw error
+        }
+        let network = self.network
+        let (stream, c) = ChunkStream.makeStream()
+        let task = Task {
+            do {
+                for try await chunk in inner {
+                    if case .terminated = c.yield(chunk) { break }
+                }
+                c.finish()
+            } catch {
+                c.finish(throwing: error)
+            }
+            await network.releaseSpend()
+        }
+        c.onTermination = { reason in if case .cancelled = reason { task.cancel() } }
+        return stream
     }
 
     /// Runs the first offer round before returning, so a round that finds no executor

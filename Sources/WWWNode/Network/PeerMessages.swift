@@ -10,6 +10,13 @@ public enum PeerKind {
     public static let offer = "offer"
 }
 
+/// A SWIM message with the sender's advertised listen address ("host:port"), so a node
+/// that does not know the sender yet (a restarted seed, a joiner) can answer it.
+public struct MembershipEnvelopeBody: Codable, Sendable {
+    public var fromAddress: String
+    public var message: MembershipMessage
+}
+
 /// Ledger anti-entropy (Scuttlebutt): a digest `{author: highest contiguous authorSeq}` and
 /// events the receiver is believed to lack. The answer has the same shape.
 public struct LedgerSync: Codable, Sendable {

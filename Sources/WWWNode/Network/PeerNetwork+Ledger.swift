@@ -112,7 +112,7 @@ extension PeerNetwork {
     /// the sender lacks plus this node's digest.
     public func receiveLedger(_ env: Envelope) throws -> LedgerSync {
         let v = try verify(env, kind: PeerKind.ledger)
-        let sync = try v.decode(LedgerSync.self)
+        let sync = try decodeBody(v, LedgerSync.self)
         guard sync.events.count <= 4 * Self.syncBatch, sync.proofs.count <= 2 * LedgerSyncProofs.maxProofs else {
             throw APIError.invalidRequest("too many events in one sync message", code: "too_many_events")
         }
@@ -123,6 +123,8 @@ extension PeerNetwork {
 
     /// Publishes the executor's `jobReceipt` after it delivered the response (§5).
     func recordReceipt(_ auth: Signed<PaymentAuthorization>, content: String, usage: Usage?) {
+        defer { acceptedJobs[auth.value.job] = nil }
+        receiptedJobs.insert(auth.value.job)
         let receipt = JobReceipt(authorization: auth, responseHash: crypto.sha256(Array(content.utf8)),
                                  inputTokens: UInt32(clamping: usage?.promptTokens ?? 0),
                                  outputTokens: UInt32(clamping: usage?.completionTokens ?? 0))

@@ -31,6 +31,13 @@ public actor PeerNetwork: Service {
     var ledger: Ledger
     var verifier: EnvelopeVerifier
     var prng: SeededPRNG
+    /// Executor side: jobs accepted here and not yet receipted or abandoned, with their
+    /// requester and price (so one requester cannot overdraw through parallel offers).
+    var acceptedJobs: [JobID: (requester: NodeID, price: Credits)] = [:]
+    /// Executor side: jobs this node has published a receipt for (never run twice).
+    var receiptedJobs: Set<JobID> = []
+    /// Requester side: credits promised to executors by offloads still running.
+    var pendingSpend: Credits = .zero
     /// A peer's ledger digest has arrived since start.
     var heardDigest = false
     /// The longest chain of this node's own events any peer's digest showed.
@@ -53,7 +60,14 @@ public actor PeerNetwork: Service {
         self.me = key.nodeID
         self.advertise = section.advertise ?? "\(config.node.host):\(config.node.port)"
         try FileManager.default.createDirectory(atPath: config.node.dataDir, withIntermediateDirectories: true)
-        self.store = try EventStore<LedgerEvent>(dataDirectory: config.node.dataDir)
+        let dbPath = (config.node.dataDir as NSString).appendingPathComponent("ledger.sqlite")
+        do {
+            self.store = try EventStore<LedgerEvent>(dataDirectory: config.node.dataDir)
+            var probe = Ledger(genesis: genesis, crypto: crypto)
+            _ = probe.restore(try store.loadAll())
+        } catch {
+            throw ConfigError("cannot open the ledger database \(dbPath): \(error). If it is damaged, move it away and restart: the node fetches the network's events from its peers (events only this node held are lost).")
+        }
         var ledger = Ledger(genesis: genesis, crypto: crypto)
         let summary = ledger.restore(try store.loadAll())
         self.ledger = ledger
@@ -61,10 +75,20 @@ public actor PeerNetwork: Service {
         self.prng = SeededPRNG(seed: seed ^ 0x5EED)
         self.verifier = EnvelopeVerifier(crypto: crypto)
         let incarnation = try Self.nextIncarnation(store: store)
+        try Self.advanceJobSequence(store: store)
+        let myID = key.nodeID
+        let receipted = Set(ledger.heldEvents.compactMap { e -> JobID? in
+            guard case .jobReceipt(let r) = e.body, e.author == myID else { return nil }
+            return r.authorization.value.job
+        })
         var mc = MembershipConfig()
         mc.protocolPeriod = .milliseconds(section.gossipPeriodMs)
         mc.probeTimeout = .milliseconds(max(section.gossipPeriodMs / 2, 50))
         mc.loadPublishInterval = .milliseconds(section.gossipPeriodMs * 2)
+        // Re-contact a seed every 10 periods (at least 5 s): a seed that restarted alone,
+        // knowing nobody, is found again within that time.
+        mc.rejoinInterval = max(.seconds(5), .milliseconds(section.gossipPeriodMs * 10))
+        self.receiptedJobs = receipted
         self.membership = Membership(config: mc, signer: key, crypto: crypto, address: advertise,
                                      metadata: MemberMetadata(), incarnation: incarnation, seed: seed)
         // The process-wide client: its lifetime is the process's, so no shutdown can be
@@ -90,6 +114,14 @@ public actor PeerNetwork: Service {
         let next = max(stored + 1, UInt64(max(0, wallClockNow().nanoseconds / 1_000_000_000)))
         try store.setState("incarnation", String(next))
         return next
+    }
+
+    /// Job sequence numbers never repeat, even if the store was lost but the key kept: the
+    /// counter starts at least at the wall clock in microseconds.
+    static func advanceJobSequence(store: EventStore<LedgerEvent>) throws {
+        let stored = Int64(try store.state("job_seq") ?? "0") ?? 0
+        let floor = wallClockNow().nanoseconds / 1_000
+        if stored < floor { try store.setState("job_seq", String(floor)) }
     }
 
     // MARK: - Service
@@ -169,7 +201,8 @@ public actor PeerNetwork: Service {
     func send(_ dest: MembershipDestination, _ msg: MembershipMessage) async {
         let to: NodeID? = if case .node(let id, _) = dest { id } else { nil }
         do {
-            let env = try Envelope.seal(kind: PeerKind.membership, message: msg, to: to, sentAt: wallClockNow(), signer: key)
+            let body = MembershipEnvelopeBody(fromAddress: advertise, message: msg)
+            let env = try Envelope.seal(kind: PeerKind.membership, message: body, to: to, sentAt: wallClockNow(), signer: key)
             _ = try await post(address: dest.address, path: "/p2p/v1/membership", envelope: env)
             metrics.peerMessage(kind: "membership", outcome: "sent")
         } catch {
@@ -206,19 +239,28 @@ public actor PeerNetwork: Service {
 
     public func receiveMembership(_ env: Envelope) throws {
         let v = try verify(env, kind: PeerKind.membership, allowUnaddressed: true)
-        let msg = try v.decode(MembershipMessage.self)
-        guard let sender = membership.record(of: v.from)?.address ?? Self.senderAddress(msg, from: v.from) else { return }
-        execute(membership.receive(msg, from: v.from, fromAddress: sender, now: wallClockNow()))
+        let body = try decodeBody(v, MembershipEnvelopeBody.self)
+        guard Self.isHostPort(body.fromAddress) else {
+            metrics.peerMessage(kind: PeerKind.membership, outcome: "rejected_malformed")
+            throw APIError.invalidRequest("fromAddress must be host:port", code: "invalid_message")
+        }
+        execute(membership.receive(body.message, from: v.from, fromAddress: body.fromAddress, now: wallClockNow()))
     }
 
-    /// The address a joining node advertises, taken from its own signed record in the message.
-    static func senderAddress(_ msg: MembershipMessage, from: NodeID) -> String? {
-        for rumor in msg.rumors { if case .record(let s) = rumor, s.value.node == from { return s.value.address } }
-        switch msg.body {
-        case .pushPullReply(let states, _), .states(let states):
-            for rumor in states { if case .record(let s) = rumor, s.value.node == from { return s.value.address } }
-        default: break
+    /// Decodes a verified envelope's body; a body that does not decode is the sender's
+    /// fault (400), counted as `rejected_malformed`.
+    func decodeBody<T: Decodable>(_ v: VerifiedEnvelope, _ type: T.Type) throws -> T {
+        do {
+            return try v.decode(type)
+        } catch {
+            metrics.peerMessage(kind: v.kind, outcome: "rejected_malformed")
+            throw APIError.invalidRequest("the envelope's body is not a valid \(v.kind) message", code: "invalid_message")
         }
-        return nil
     }
+
+    static func isHostPort(_ s: String) -> Bool {
+        guard s.count <= 300, let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]) else { return false }
+        return colon > s.startIndex && (1...65535).contains(port)
+    }
+
 }

@@ -40,6 +40,7 @@ struct PeerRoutes: Sendable {
         do {
             return try JSONDecoder().decode(Envelope.self, from: Data(buffer: body))
         } catch {
+            http.metrics.peerMessage(kind: String(request.uri.path.split(separator: "/").last ?? "unknown"), outcome: "rejected_invalid_envelope")
             throw APIError.invalidRequest("malformed envelope: \(error)", code: "invalid_envelope")
         }
     }
@@ -54,7 +55,9 @@ struct PeerRoutes: Sendable {
         } catch let r as OfferRejected {
             return try NodeHTTP.json(OfferAnswer(accepted: false, reason: r.reason), status: .conflict)
         }
+        let job = offer.authorization.value.job
         guard case .success(let lease) = http.pool.admit(model: offer.request.model, own: false) else {
+            await network.abandonJob(job)
             return try NodeHTTP.json(OfferAnswer(accepted: false, reason: OfferRejectionReason.overloaded.rawValue), status: .conflict)
         }
         let scope = RequestScope(backendName: lease.backend.name, release: { lease.release() }, metrics: http.metrics)
@@ -64,6 +67,7 @@ struct PeerRoutes: Sendable {
         } catch {
             let e = ChatHandler.apiError(error)
             scope.finish(status: e.status, usage: nil)
+            await network.abandonJob(job)
             throw e
         }
         let box = SequentialBox(stream.makeAsyncIterator())
@@ -87,6 +91,7 @@ struct PeerRoutes: Sendable {
                 try? await writer.write(ByteBuffer(bytes: SSEWriter.event(ChatHandler.apiError(error).jsonData())))
                 try? await writer.finish(nil)
                 scope.finish(status: 499, usage: acc.usage)
+                await network.abandonJob(job)
                 return
             }
             scope.finish(status: 200, usage: acc.usage)
