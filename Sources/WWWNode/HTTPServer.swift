@@ -159,26 +159,38 @@ public struct NodeHTTP: Sendable {
         handler.policy = (try? config.policy.schedulingPolicy()) ?? SchedulingPolicy()
         handler.requestTimeout = .milliseconds(Int64(config.node.requestTimeoutS * 1000))
         let allowOffload = allowOffload(request)
-        // Until the response is produced, a client that closes its connection cancels the
-        // work (and with it the engine request): this covers non-streaming requests; a
-        // streaming response notices the disconnect when writing.
+        var request = request
+        let bytes: ByteBuffer
         do {
-            return try await request.body.consumeWithCancellationOnInboundClose { body in
-                let bytes: ByteBuffer
-                do {
-                    bytes = try await body.collect(upTo: limit)
-                } catch let e as HTTPError where e.status == .contentTooLarge {
-                    throw APIError.bodyTooLarge(limit: limit)
-                } catch is NIOTooManyBytesError {
-                    throw APIError.bodyTooLarge(limit: limit)
-                }
-                let chat = try ChatCompletionRequest.parse(Data(buffer: bytes))
-                return try await handler.handle(chat, allowOffload: allowOffload)
+            bytes = try await request.collectBody(upTo: limit)
+        } catch let e as HTTPError where e.status == .contentTooLarge {
+            throw APIError.bodyTooLarge(limit: limit)
+        } catch is NIOTooManyBytesError {
+            throw APIError.bodyTooLarge(limit: limit)
+        }
+        let chat = try ChatCompletionRequest.parse(Data(buffer: bytes))
+        // A streaming response notices a disconnect when it writes. A non-streaming one
+        // writes nothing until the end, so the node watches the inbound side and cancels
+        // the work (and the engine request) when the client closes. Watching consumes the
+        // connection's next request, so the answer says `Connection: close`.
+        guard !chat.stream else { return try await handler.handle(chat, allowOffload: allowOffload) }
+        var response: Response
+        do {
+            response = try await request.body.consumeWithCancellationOnInboundClose { _ in
+                try await handler.handle(chat, allowOffload: allowOffload)
             }
         } catch is CancellationError {
             metrics.upstreamCancelled(backend: "any")
             throw APIError(status: 499, message: "The client closed the connection.", type: "invalid_request_error", code: "client_closed")
+        } catch {
+            // Rendered here (not by the middleware) so the error answer closes too.
+            let e = OpenAIErrorMiddleware<BasicRequestContext>.map(error, request: request)
+            metrics.error(type: e.metricType)
+            metrics.request(endpoint: "chat", status: e.status)
+            response = OpenAIErrorMiddleware<BasicRequestContext>.response(e)
         }
+        response.headers[.connection] = "close"
+        return response
     }
 
     /// Offloading is forbidden by the request header `X-WWWServe-Allow-Offload: false` or by
