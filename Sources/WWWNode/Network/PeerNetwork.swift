@@ -61,15 +61,15 @@ public actor PeerNetwork: Service {
         self.advertise = section.advertise ?? "\(config.node.host):\(config.node.port)"
         try FileManager.default.createDirectory(atPath: config.node.dataDir, withIntermediateDirectories: true)
         let dbPath = (config.node.dataDir as NSString).appendingPathComponent("ledger.sqlite")
+        let stored: [LedgerEvent]
         do {
             self.store = try EventStore<LedgerEvent>(dataDirectory: config.node.dataDir)
-            var probe = Ledger(genesis: genesis, crypto: crypto)
-            _ = probe.restore(try store.loadAll())
+            stored = try store.loadAll()
         } catch {
             throw ConfigError("cannot open the ledger database \(dbPath): \(error). If it is damaged, move it away and restart: the node fetches the network's events from its peers (events only this node held are lost).")
         }
         var ledger = Ledger(genesis: genesis, crypto: crypto)
-        let summary = ledger.restore(try store.loadAll())
+        let summary = ledger.restore(stored)
         self.ledger = ledger
         let seed = section.seed ?? UInt64.random(in: .min ... .max)
         self.prng = SeededPRNG(seed: seed ^ 0x5EED)
