@@ -173,39 +173,6 @@ public final class OpenAIBackend: Backend, @unchecked Sendable {
         return ChunkStream.sse(response.body) { [inFlight] in inFlight.decrement() }
     }
 
-    /// Reads an SSE body of `chat.completion.chunk`s (leniently, §6a) and hands each chunk
-    /// to `handle`. Returns at `[DONE]` or at the end of a stream that finished.
-    /// - Throws: `BackendError.truncated` when the stream ended without a finish reason
-    ///   and without `[DONE]`; `.failed` for malformed chunks or an in-stream error event.
-    public static func readChunks(_ body: HTTPClientResponse.Body, _ handle: (ChatCompletionChunk) throws -> Void) async throws {
-        var reader = SSEReader()
-        let decoder = JSONDecoder()
-        var finished = false
-        var done = false
-        func consume(_ payload: String) throws {
-            if payload == "[DONE]" { done = true; return }
-            let chunk: ChatCompletionChunk
-            do {
-                chunk = try decoder.decode(ChatCompletionChunk.self, from: Data(payload.utf8))
-            } catch {
-                if let msg = upstreamMessage(payload), payload.contains("\"error\"") { throw BackendError.failed(msg) }
-                throw BackendError.failed("malformed chunk: \(payload.prefix(200))")
-            }
-            if chunk.choices.contains(where: { $0.finishReason != nil }) { finished = true }
-            try handle(chunk)
-        }
-        for try await buffer in body {
-            try Task.checkCancellation()
-            for payload in try reader.feed(buffer.readableBytesView) {
-                try consume(payload)
-                if done { break }
-            }
-            if done { break }
-        }
-        if !done, let last = reader.finish() { try consume(last) }
-        guard finished || done else { throw BackendError.truncated }
-    }
-
     // MARK: status
 
     public func status() async -> BackendStatus {

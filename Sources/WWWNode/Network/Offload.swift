@@ -220,7 +220,8 @@ final class NetworkBackend: Backend, @unchecked Sendable {
             route.executing(on: executor)
             var sawContent = false
             do {
-                try await OpenAIBackend.readChunks(response.body) { chunk in
+                for try await chunk in ChunkStream.sse(response.body, onEnd: {}) {
+                    try Task.checkCancellation()
                     if !sawContent, chunk.carriesContentOrFinish { sawContent = true; _ = route.firstByte(from: executor) }
                     if case .terminated = c.yield(chunk) { throw CancellationError() }
                 }
