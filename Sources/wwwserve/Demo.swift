@@ -191,7 +191,7 @@ final class DemoCluster: @unchecked Sendable {
         while ContinuousClock.now < deadline {
             var converged = true
             for url in allURLs {
-                let peers = try? await Self.fetch([PeerView].self, client: client, url: url + "/p2p/v1/peers")
+                let peers = try? await fetchJSON([PeerView].self, client: client, url: url + "/p2p/v1/peers")
                 if peers?.filter({ $0.status == "alive" }).count != specs.count { converged = false }
             }
             if converged { return }
@@ -200,17 +200,10 @@ final class DemoCluster: @unchecked Sendable {
         throw ValidationError("the nodes did not see each other within 30 s; see the logs in \(directory)")
     }
 
-    static func fetch<T: Decodable>(_ t: T.Type, client: HTTPClient, url: String) async throws -> T {
-        let resp = try await client.execute(HTTPClientRequest(url: url), timeout: .seconds(5))
-        let body = try await resp.body.collect(upTo: 16 << 20)
-        guard resp.status == .ok else { throw ValidationError("\(url): HTTP \(resp.status.code)") }
-        return try JSONDecoder().decode(T.self, from: Data(buffer: body))
-    }
-
     func credits(client: HTTPClient) async -> [CreditsView] {
         var out: [CreditsView] = []
         for url in allURLs {
-            if let v = try? await Self.fetch(CreditsView.self, client: client, url: url + "/p2p/v1/credits") { out.append(v) }
+            if let v = try? await fetchJSON(CreditsView.self, client: client, url: url + "/p2p/v1/credits") { out.append(v) }
         }
         return out
     }

@@ -47,20 +47,22 @@ struct GenesisCommand: ParsableCommand {
     }
 }
 
-/// Fetches one JSON view from a running node.
+/// GETs `url` and decodes its JSON body (5 s deadline, 16 MiB at most).
+/// - Throws: `CLIError` for a non-200 answer; transport and decoding errors as they come.
+func fetchJSON<T: Decodable>(_ type: T.Type, client: HTTPClient = .shared, url: String) async throws -> T {
+    let resp = try await client.execute(HTTPClientRequest(url: url), timeout: .seconds(5))
+    let body = try await resp.body.collect(upTo: 16 << 20)
+    guard resp.status == .ok else { throw CLIError("\(url) answered HTTP \(resp.status.code): \(String(buffer: body).prefix(300))") }
+    return try JSONDecoder().decode(T.self, from: Data(buffer: body))
+}
+
+/// Fetches one JSON view from a running node for a CLI command.
 func fetchView<T: Decodable>(_ type: T.Type, node: String, path: String) async throws -> T {
-    let client = HTTPClient(eventLoopGroupProvider: .singleton)
     do {
-        let resp = try await client.execute(HTTPClientRequest(url: node + path), timeout: .seconds(5))
-        let body = try await resp.body.collect(upTo: 16 << 20)
-        try await client.shutdown()
-        guard resp.status == .ok else { throw CLIError("\(node)\(path) answered HTTP \(resp.status.code): \(String(buffer: body).prefix(300))") }
-        return try JSONDecoder().decode(T.self, from: Data(buffer: body))
+        return try await fetchJSON(type, url: node + path)
     } catch let e as CLIError {
-        try? await client.shutdown()
         throw e
     } catch {
-        try? await client.shutdown()
         throw CLIError("cannot reach a wwwserve node at \(node): \(error)")
     }
 }
