@@ -73,12 +73,18 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         public var logLevel: String = "info"
         /// Where the node keeps its key, ledger and engine logs.
         public var dataDir: String = ".wwwserve"
+        /// A request that can be offloaded but finds no room waits at most this long
+        /// (within its deadline) for a backend slot or an executor before a 503.
+        public var queueTimeoutS: Double = 60
+        /// Requests waiting for placement at once; past it new ones get 503 + Retry-After.
+        public var maxPending: Int = 256
 
         public init() {}
 
         enum CodingKeys: String, CodingKey {
             case host, port, maxBodyBytes = "max_body_bytes", apiKeys = "api_keys", requestTimeoutS = "request_timeout_s"
             case shutdownGraceS = "shutdown_grace_s", logLevel = "log_level", dataDir = "data_dir", idleTimeoutS = "idle_timeout_s"
+            case queueTimeoutS = "queue_timeout_s", maxPending = "max_pending"
         }
 
         public init(from decoder: any Decoder) throws {
@@ -93,6 +99,8 @@ public struct NodeConfig: Codable, Sendable, Equatable {
             idleTimeoutS = try c.decodeIfPresent(Double.self, forKey: .idleTimeoutS) ?? d.idleTimeoutS
             logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? d.logLevel
             dataDir = try c.decodeIfPresent(String.self, forKey: .dataDir) ?? d.dataDir
+            queueTimeoutS = try c.decodeIfPresent(Double.self, forKey: .queueTimeoutS) ?? d.queueTimeoutS
+            maxPending = try c.decodeIfPresent(Int.self, forKey: .maxPending) ?? d.maxPending
         }
     }
 
@@ -266,6 +274,8 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         guard node.maxBodyBytes >= 1024 else { throw ConfigError("node.max_body_bytes must be at least 1024") }
         guard node.requestTimeoutS > 0 else { throw ConfigError("node.request_timeout_s must be positive") }
         guard node.idleTimeoutS >= 1 else { throw ConfigError("node.idle_timeout_s must be at least 1") }
+        guard node.queueTimeoutS >= 0, node.queueTimeoutS < 1e6 else { throw ConfigError("node.queue_timeout_s must be between 0 and 1e6") }
+        guard (0...100_000).contains(node.maxPending) else { throw ConfigError("node.max_pending must be in 0...100000") }
         guard !backends.isEmpty || network != nil else {
             throw ConfigError("at least one backend is required under 'backends' (a node without backends must join a network)")
         }

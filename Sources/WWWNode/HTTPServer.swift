@@ -76,16 +76,16 @@ public struct NodeHTTP: Sendable {
     let metrics: NodeMetrics
     let nodeName: String
     let logger: Logger
-    let network: PeerNetwork?
+    let runtime: NodeRuntime
     let started = Int64(Date().timeIntervalSince1970)
 
-    public init(config: NodeConfig, pool: BackendPool, metrics: NodeMetrics, nodeName: String, logger: Logger, network: PeerNetwork? = nil) {
+    public init(config: NodeConfig, pool: BackendPool, metrics: NodeMetrics, nodeName: String, logger: Logger, runtime: NodeRuntime) {
         self.config = config
         self.pool = pool
         self.metrics = metrics
         self.nodeName = nodeName
         self.logger = logger
-        self.network = network
+        self.runtime = runtime
     }
 
     public func router() -> Router<BasicRequestContext> {
@@ -101,7 +101,7 @@ public struct NodeHTTP: Sendable {
         let v1 = router.group("/v1").add(middleware: APIKeyMiddleware(keys: keys))
         v1.get("/models") { _, _ in try await self.models() }
         v1.post("/chat/completions") { request, _ in try await self.chat(request) }
-        if let network { PeerRoutes(http: self, network: network).add(to: router) }
+        if let peer = runtime.peer { PeerRoutes(http: self, runtime: runtime, peer: peer).add(to: router) }
         return router
     }
 
@@ -112,9 +112,9 @@ public struct NodeHTTP: Sendable {
 
     func models() async throws -> Response {
         var entries = pool.models.map { ModelEntry(id: $0.name, created: started, ownedBy: nodeName) }
-        if let network {
+        if runtime.peer != nil {
             let local = Set(entries.map(\.id))
-            entries += await network.networkModels().filter { !local.contains($0.name) }
+            entries += runtime.networkModels().filter { !local.contains($0.name) }
                 .map { ModelEntry(id: $0.name, created: started, ownedBy: "wwwserve-network") }
         }
         let list = ModelList(data: entries)
@@ -143,8 +143,8 @@ public struct NodeHTTP: Sendable {
             for await s in group { out.append(s) }
             return out.sorted { $0.0 < $1.0 }.map(\.1)
         }
-        for s in statuses { metrics.backendHealthy(s.healthy, backend: s.name) }
-        let servingPeers = await network?.networkServingPeers()
+        for s in statuses { runtime.noteHealth(s) }
+        let servingPeers = runtime.peer == nil ? nil : runtime.servingPeers()
         let ok = statuses.contains { $0.healthy } || (servingPeers ?? 0) > 0
         return try Self.json(Readiness(status: ok ? "ready" : "not_ready", node: nodeName, backends: statuses, servingPeers: servingPeers),
                              status: ok ? .ok : .serviceUnavailable)
@@ -155,9 +155,8 @@ public struct NodeHTTP: Sendable {
         if let len = request.headers[.contentLength].flatMap({ Int($0) }), len > limit {
             throw APIError.bodyTooLarge(limit: limit)
         }
-        var handler = ChatHandler(pool: pool, metrics: metrics, nodeName: nodeName, logger: logger, network: network)
-        handler.policy = (try? config.policy.schedulingPolicy()) ?? SchedulingPolicy()
-        handler.requestTimeout = .milliseconds(Int64(config.node.requestTimeoutS * 1000))
+        let runtime = self.runtime
+        let nodeName = self.nodeName
         let allowOffload = allowOffload(request)
         var request = request
         let bytes: ByteBuffer
@@ -173,11 +172,11 @@ public struct NodeHTTP: Sendable {
         // writes nothing until the end, so the node watches the inbound side and cancels
         // the work (and the engine request) when the client closes. Watching consumes the
         // connection's next request, so the answer says `Connection: close`.
-        guard !chat.stream else { return try await handler.handle(chat, allowOffload: allowOffload) }
+        guard !chat.stream else { return try await runtime.chat(chat, allowOffload: allowOffload, nodeName: nodeName) }
         var response: Response
         do {
             response = try await request.body.consumeWithCancellationOnInboundClose { _ in
-                try await handler.handle(chat, allowOffload: allowOffload)
+                try await runtime.chat(chat, allowOffload: allowOffload, nodeName: nodeName)
             }
         } catch is CancellationError {
             metrics.upstreamCancelled(backend: "any")

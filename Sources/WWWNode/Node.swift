@@ -18,8 +18,9 @@ public final class Node: Sendable {
     public let logger: Logger
     let clients: [HTTPClient]
     let managed: [ManagedLlamaCppBackend]
-    /// The network driver when the config has a `network:` section.
-    public let network: PeerNetwork?
+    /// The node machine's interpreter (with the network part when the config has a
+    /// `network:` section).
+    public let runtime: NodeRuntime
 
     /// Builds the node's parts; nothing starts until `run`.
     public init(config: NodeConfig, logger: Logger) throws {
@@ -42,7 +43,7 @@ public final class Node: Sendable {
         self.clients = clients
         self.managed = managed
         do {
-            self.network = try config.network.map { try PeerNetwork(config: config, section: $0, pool: pool, metrics: metrics, logger: logger) }
+            self.runtime = try NodeRuntime(config: config, pool: pool, metrics: metrics, logger: logger)
         } catch {
             for c in clients { try? c.syncShutdown() }
             throw error
@@ -75,18 +76,18 @@ public final class Node: Sendable {
     }
 
     /// The name the node reports in `X-WWWServe-Node` and `/v1/models` (`owned_by`).
-    public var name: String { network?.me.hex ?? "wwwserve@\(config.node.host):\(config.node.port)" }
+    public var name: String { runtime.nodeID?.hex ?? "wwwserve@\(config.node.host):\(config.node.port)" }
 
     /// Runs until SIGTERM/SIGINT (or task cancellation). `onListening` gets the bound port.
     public func run(onListening: (@Sendable (Int) async -> Void)? = nil) async throws {
         try FileManager.default.createDirectory(atPath: config.node.dataDir, withIntermediateDirectories: true)
-        let http = NodeHTTP(config: config, pool: pool, metrics: metrics, nodeName: name, logger: logger, network: network)
+        let http = NodeHTTP(config: config, pool: pool, metrics: metrics, nodeName: name, logger: logger, runtime: runtime)
         let logger = self.logger
         let app = Application(
             router: http.router(),
             server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(config.node.idleTimeoutS * 1000)))),
             configuration: .init(address: .hostname(config.node.host, port: config.node.port), serverName: "wwwserve"),
-            services: managed.map { $0 as any Service } + (network.map { [$0 as any Service] } ?? []),
+            services: managed.map { $0 as any Service } + [runtime as any Service],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 logger.info("wwwserve node listening", metadata: ["address": "http://\(channel.localAddress?.ipAddress ?? "?"):\(port)"])

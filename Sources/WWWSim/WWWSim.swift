@@ -36,6 +36,23 @@ public protocol SimulatedProcess {
     var nextDeadline: Instant? { get }
     /// The message's size on the wire in bytes (traffic accounting only).
     func wireSize(of message: Message) -> Int
+    /// A message this process sent could not be delivered: its target is down or unknown
+    /// (a refused connection). Called at the time the message would have arrived.
+    mutating func undeliverable(_ message: Message, to address: String, now: Instant) -> [SimSend<Message>]
+    /// The process at `address` crashed: connections with it break now.
+    mutating func peerCrashed(address: String, now: Instant) -> [SimSend<Message>]
+    /// A stable digest of the message for the run's trace hash (`Simulation.traceHash`).
+    func traceDigest(of message: Message) -> UInt64
+    /// True for messages on an open connection (TCP): random loss does not drop them (a
+    /// partition still does, and the sender learns through `undeliverable`).
+    func isReliable(_ message: Message) -> Bool
+}
+
+extension SimulatedProcess {
+    public mutating func undeliverable(_ message: Message, to address: String, now: Instant) -> [SimSend<Message>] { [] }
+    public mutating func peerCrashed(address: String, now: Instant) -> [SimSend<Message>] { [] }
+    public func traceDigest(of message: Message) -> UInt64 { 0 }
+    public func isReliable(_ message: Message) -> Bool { false }
 }
 
 /// The simulated network's behaviour.
@@ -114,6 +131,10 @@ public struct Simulation<P: SimulatedProcess> {
     public var network: SimNetworkConfig
     /// Whether to compute `wireSize` of every message (it can dominate run time).
     public var measureBytes = true
+    /// Whether to fold every event (time, node, kind, message digest) into `traceHash`.
+    public var tracing = false
+    /// A hash of the whole event trace when `tracing`: the same seed gives the same hash.
+    public private(set) var traceHash: UInt64 = 0xcbf2_9ce4_8422_2325
     public let limits: SimLimits
     var prng: SeededPRNG
     var queue = EventHeap<Event>()
@@ -145,9 +166,17 @@ public struct Simulation<P: SimulatedProcess> {
     /// Crashes node `i`: it stops at once; messages to it are dropped; its state is kept
     /// for inspection until `restart`.
     public mutating func crash(_ i: Int) {
+        let wasUp = nodes[i].up
         nodes[i].up = false
         nodes[i].epoch += 1
         nodes[i].wakeAt = nil
+        guard wasUp else { return }
+        let address = nodes[i].process.address
+        for j in nodes.indices where j != i && nodes[j].up && nodes[j].group == nodes[i].group {
+            let sends = nodes[j].process.peerCrashed(address: address, now: now)
+            route(sends, from: j)
+            rearm(j)
+        }
     }
 
     /// Replaces node `i`'s process (same address) and starts it `after` from now.
@@ -223,12 +252,14 @@ public struct Simulation<P: SimulatedProcess> {
         switch e {
         case .start(let i, let epoch):
             guard nodes[i].epoch == epoch, !nodes[i].up else { return }
+            if tracing { trace(i, 1, 0) }
             nodes[i].up = true
             let sends = nodes[i].process.start(now: now)
             route(sends, from: i)
             rearm(i)
         case .wake(let i, let epoch, let at):
             guard nodes[i].up, nodes[i].epoch == epoch, nodes[i].wakeAt == at else { return }
+            if tracing { trace(i, 2, 0) }
             nodes[i].wakeAt = nil
             let sends = nodes[i].process.tick(now: now)
             route(sends, from: i)
@@ -236,23 +267,45 @@ public struct Simulation<P: SimulatedProcess> {
         case .deliver(let to, let fromAddress, let from, let message, let bytes):
             guard let i = byAddress[to] else {
                 stats.unroutable += 1
+                bounce(message, to: to, from: from)
                 return
             }
             guard nodes[i].up else {
                 stats.toDownNode += 1
+                bounce(message, to: to, from: from)
                 return
             }
             guard nodes[i].group == nodes[from].group else {
                 stats.blockedByPartition += 1
+                if nodes[from].process.isReliable(message) { bounce(message, to: to, from: from) }
                 return
             }
             stats.delivered += 1
+            if tracing { trace(i, 3, nodes[i].process.traceDigest(of: message)) }
             nodes[i].traffic.messagesReceived += 1
             nodes[i].traffic.bytesReceived += bytes
             let sends = nodes[i].process.receive(message, fromAddress: fromAddress, now: now)
             route(sends, from: i)
             rearm(i)
         }
+    }
+
+    /// A refused connection: the sender learns at once (if it is still up).
+    mutating func bounce(_ message: P.Message, to address: String, from i: Int) {
+        guard nodes[i].up else { return }
+        let sends = nodes[i].process.undeliverable(message, to: address, now: now)
+        route(sends, from: i)
+        rearm(i)
+    }
+
+    mutating func trace(_ node: Int, _ kind: UInt8, _ digest: UInt64) {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(25)
+        for v in [UInt64(bitPattern: now.nanoseconds), UInt64(node), digest] {
+            for k in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(k)))) }
+        }
+        bytes.append(kind)
+        traceHash = SimTrace.fnv(bytes, seed: traceHash)
     }
 
     mutating func route(_ sends: [SimSend<P.Message>], from i: Int) {
@@ -262,7 +315,7 @@ public struct Simulation<P: SimulatedProcess> {
             stats.sent += 1
             nodes[i].traffic.messagesSent += 1
             nodes[i].traffic.bytesSent += bytes
-            if prng.bernoulli(network.lossProbability) {
+            if prng.bernoulli(network.lossProbability) && !nodes[i].process.isReliable(s.message) {
                 stats.lost += 1
                 continue
             }

@@ -29,7 +29,10 @@ import Testing
         #expect(decide(nil) == .offload)
         #expect(decide(nil, retry: 2) == .offload)
         #expect(decide(nil, mayOffload: false) == .reject(.noBackendAndCannotOffload(model: "m")))
-        #expect(decide(nil, retry: 3) == .reject(.retriesExhausted(model: "m", retries: 3)))
+        // Without a local backend there is nothing to fall back to: the request keeps
+        // offloading (the node machine paces the passes and bounds them by the deadline).
+        #expect(decide(nil, retry: 3) == .offload)
+        #expect(decide(nil, retry: 64) == .offload)
         #expect(decide(nil, mayOffload: false, retry: 3) == .reject(.noBackendAndCannotOffload(model: "m")))
     }
 
@@ -98,7 +101,7 @@ import Testing
 
     @Test func rejectionMessagesNameTheModel() {
         #expect(SchedulingRejection.noBackendAndCannotOffload(model: "qwen").description.contains("'qwen'"))
-        #expect(SchedulingRejection.retriesExhausted(model: "qwen", retries: 3).description.contains("3 attempts"))
+        #expect(SchedulingRejection.pinnedLocalWithoutBackend(model: "qwen").description.contains("'qwen'"))
     }
 
     // MARK: - SchedulingPolicy

@@ -187,6 +187,7 @@ import Testing
 
     @Test func rejectionReasonsHaveStableWireNames() {
         #expect(OfferRejectionReason.allCases.map(\.rawValue) ==
-                ["notServing", "priceTooLow", "insufficientFunds", "ownUsersFirst", "overloaded", "policy"])
+                ["notServing", "priceTooLow", "insufficientFunds", "ownUsersFirst", "overloaded", "policy",
+                 "badAuthorization", "wrongExecutor", "expired", "catchingUp", "duplicateJob", "notAccepting"])
     }
 }

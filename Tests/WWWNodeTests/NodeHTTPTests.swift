@@ -71,7 +71,10 @@ func makeApp(_ backend: ScriptedBackend, keys: [NodeConfig.APIKey] = [], maxBody
     cfg.node.apiKeys = keys
     cfg.node.maxBodyBytes = maxBody
     let pool = BackendPool(entries: [.init(backend: backend, admissionLimit: admission)])
-    let http = NodeHTTP(config: cfg, pool: pool, metrics: NodeMetrics(), nodeName: "test-node", logger: Logger(label: "test"))
+    let metrics = NodeMetrics()
+    let runtime = try! NodeRuntime(config: cfg, pool: pool, metrics: metrics, logger: Logger(label: "test"))
+    runtime.start()
+    let http = NodeHTTP(config: cfg, pool: pool, metrics: metrics, nodeName: "test-node", logger: Logger(label: "test"), runtime: runtime)
     return Application(router: http.router())
 }
 
@@ -248,33 +251,6 @@ struct NodeHTTPTests {
                 #expect(errorCode(r.body) == "overloaded")
             }
         }
-    }
-
-    @Test func poolAdmitsUpToTheLimitAndReleases() {
-        let pool = BackendPool(entries: [.init(backend: ScriptedBackend(steps: []), admissionLimit: 2)])
-        guard case .success(let a) = pool.admit(model: "m"), case .success(let b) = pool.admit(model: "m") else {
-            Issue.record("first two admissions must succeed"); return
-        }
-        #expect(pool.admit(model: "m").failureValue == .overloaded)
-        #expect(pool.admit(model: "other").failureValue == .unknownModel)
-        a.release()
-        #expect(pool.admitted("scripted") == 1)
-        guard case .success(let c) = pool.admit(model: "m") else { Issue.record("slot freed"); return }
-        b.release(); c.release()
-        #expect(pool.admitted("scripted") == 0)
-    }
-
-    @Test func ownUsersWaitingCountsOnlyOwnRequestsBeyondCapacity() {
-        let pool = BackendPool(entries: [.init(backend: ScriptedBackend(capacity: 1, steps: []), admissionLimit: 4)])
-        guard case .success(let peerJob) = pool.admit(model: "m", own: false) else { Issue.record("admit"); return }
-        #expect(pool.ownUsersWaiting(model: "m") == 0)
-        guard case .success(let user1) = pool.admit(model: "m") else { Issue.record("admit"); return }
-        #expect(pool.ownUsersWaiting(model: "m") == 1)   // capacity 1 is taken; one own user waits
-        #expect(pool.localLoad(model: "m") == LoadSnapshot(running: 1, waiting: 1, capacity: 1))
-        peerJob.release()
-        #expect(pool.ownUsersWaiting(model: "m") == 0)
-        user1.release()
-        #expect(pool.localLoad(model: "other") == nil)
     }
 
     @Test func unknownPathIsOpenAIShaped404() async throws {

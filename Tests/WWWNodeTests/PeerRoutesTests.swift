@@ -31,14 +31,17 @@ struct NetworkFixture {
     func app() throws -> (some ApplicationProtocol, NodeMetrics) {
         let metrics = NodeMetrics()
         let pool = BackendPool(entries: [])
-        let network = try PeerNetwork(config: config, section: config.network!, pool: pool, metrics: metrics, logger: Logger(label: "test"))
-        let http = NodeHTTP(config: config, pool: pool, metrics: metrics, nodeName: "n", logger: Logger(label: "test"), network: network)
+        let runtime = try NodeRuntime(config: config, pool: pool, metrics: metrics, logger: Logger(label: "test"))
+        runtime.start()
+        let http = NodeHTTP(config: config, pool: pool, metrics: metrics, nodeName: "n", logger: Logger(label: "test"), runtime: runtime)
         return (Application(router: http.router()), metrics)
     }
 
-    func envelope(_ kind: String = PeerKind.ledger, to: NodeID?, sentAt: Instant = wallClockNow(), signer: NodeKey? = nil, nonce: [UInt8]? = nil) throws -> ByteBuffer {
-        let sync = LedgerSync(digest: [:], events: [])
-        let env = try Envelope.seal(kind: kind, message: sync, to: to, sentAt: sentAt, signer: signer ?? peer, nonce: nonce ?? Envelope.randomNonce())
+    /// A signed one-way ledger sync request from `peer` (its listen address is the discard
+    /// port on loopback, so the machine's reply goes nowhere).
+    func envelope(_ kind: String = PeerMessageKind.ledger.rawValue, to: NodeID?, sentAt: Instant = wallClockNow(), signer: NodeKey? = nil, nonce: [UInt8]? = nil) throws -> ByteBuffer {
+        let body = PeerMessageBody(fromAddress: "127.0.0.1:9", message: .ledgerSync(LedgerSyncMessage(role: .request, digest: [:])))
+        let env = try Envelope.seal(kind: kind, message: body, to: to, sentAt: sentAt, signer: signer ?? peer, nonce: nonce ?? Envelope.randomNonce())
         return ByteBuffer(data: try JSONEncoder().encode(env))
     }
 }
@@ -63,12 +66,10 @@ struct PeerRoutesTests {
         let (app, metrics) = try f.app()
         let body = try f.envelope(to: f.me.nodeID)
         try await app.test(.router) { client in
-            try await client.execute(uri: "/p2p/v1/ledger", method: .post, body: body) { r in
-                #expect(r.status == .ok)
-                let sync = try JSONDecoder().decode(LedgerSync.self, from: Data(buffer: r.body))
-                #expect(sync.events.isEmpty)
+            try await client.execute(uri: "/p2p/v1/message", method: .post, body: body) { r in
+                #expect(r.status == .accepted)
             }
-            try await client.execute(uri: "/p2p/v1/ledger", method: .post, body: body) { r in
+            try await client.execute(uri: "/p2p/v1/message", method: .post, body: body) { r in
                 #expect(r.status == .unauthorized)
                 #expect(errorCodeOf(r.body) == "envelope_replayedNonce")
             }
@@ -83,17 +84,17 @@ struct PeerRoutesTests {
         let (app, metrics) = try f.app()
         let other = try NodeKey(rawRepresentation: Array(repeating: 9, count: 32))
         try await app.test(.router) { client in
-            try await client.execute(uri: "/p2p/v1/ledger", method: .post, body: try f.envelope(to: other.nodeID)) { r in
+            try await client.execute(uri: "/p2p/v1/message", method: .post, body: try f.envelope(to: other.nodeID)) { r in
                 #expect(r.status == .unauthorized)
                 #expect(errorCodeOf(r.body) == "envelope_wrongRecipient")
             }
-            try await client.execute(uri: "/p2p/v1/ledger", method: .post, body: try f.envelope(to: f.me.nodeID, sentAt: wallClockNow() - .seconds(600))) { r in
+            try await client.execute(uri: "/p2p/v1/message", method: .post, body: try f.envelope(to: f.me.nodeID, sentAt: wallClockNow() - .seconds(600))) { r in
                 #expect(errorCodeOf(r.body) == "envelope_stale")
             }
             // Tamper with the body after signing.
             var env = try JSONDecoder().decode(Envelope.self, from: Data(buffer: try f.envelope(to: f.me.nodeID)))
             env = Envelope(from: env.from, to: env.to, sentAt: env.sentAt, nonce: env.nonce, kind: env.kind, body: env.body + " ", signature: env.signature)
-            try await client.execute(uri: "/p2p/v1/ledger", method: .post, body: ByteBuffer(data: try JSONEncoder().encode(env))) { r in
+            try await client.execute(uri: "/p2p/v1/message", method: .post, body: ByteBuffer(data: try JSONEncoder().encode(env))) { r in
                 #expect(errorCodeOf(r.body) == "envelope_badSignature")
             }
             // The right envelope on the wrong route.
@@ -101,7 +102,7 @@ struct PeerRoutesTests {
                 #expect(r.status == .badRequest)
                 #expect(errorCodeOf(r.body) == "wrong_kind")
             }
-            try await client.execute(uri: "/p2p/v1/membership", method: .post, body: ByteBuffer(string: "{nope")) { r in
+            try await client.execute(uri: "/p2p/v1/message", method: .post, body: ByteBuffer(string: "{nope")) { r in
                 #expect(r.status == .badRequest)
                 #expect(errorCodeOf(r.body) == "invalid_envelope")
             }

@@ -459,7 +459,7 @@ public struct DuelSettlement: Hashable, Sendable, Codable, CanonicallyEncodable 
 }
 
 /// Canonical form of a signed value: `{"signature":hex,"signer":hex,"value":{…}}`.
-private func signedCanonical<V>(_ s: Signed<V>) -> CanonicalValue {
+func signedCanonical<V>(_ s: Signed<V>) -> CanonicalValue {
     .object([
         "value": s.value.canonical,
         "signer": .string(s.signer.hex),

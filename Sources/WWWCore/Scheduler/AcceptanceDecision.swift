@@ -14,6 +14,29 @@ public enum OfferRejectionReason: String, Hashable, Sendable, Codable, CaseItera
     case overloaded
     /// The `acceptFrequency` draw said no.
     case policy
+    /// The payment authorization is not validly signed by the requester that sent the offer.
+    case badAuthorization
+    /// The authorization names another executor.
+    case wrongExecutor
+    /// The authorization's `expiresAt` has passed.
+    case expired
+    /// This executor is restoring its own ledger chain and signs nothing yet.
+    case catchingUp
+    /// This job was already accepted or receipted here.
+    case duplicateJob
+    /// This node takes no offers (it has no network role as an executor).
+    case notAccepting
+}
+
+extension OfferRejectionReason {
+    /// True when the requester may offer the same job to this executor again later (load
+    /// and policy change); false for reasons about the offer itself.
+    public var isTransient: Bool {
+        switch self {
+        case .ownUsersFirst, .overloaded, .policy, .catchingUp, .insufficientFunds: true
+        case .notServing, .priceTooLow, .badAuthorization, .wrongExecutor, .expired, .duplicateJob, .notAccepting: false
+        }
+    }
 }
 
 /// An executor's answer to an offer.

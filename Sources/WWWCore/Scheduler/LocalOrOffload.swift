@@ -4,7 +4,8 @@ public enum SchedulingDecision: Hashable, Sendable {
     /// A local backend has room: run the request there now.
     case runLocal
     /// Offload: choose executors (step 2, `ExecutorSelector`) and run an `OfferRound` (step 3).
-    /// When the round falls back, call `RequestScheduler.decide` again with `retryCount + 1`.
+    /// When the round falls back, call `RequestScheduler.decide` again with `retryCount + 1`
+    /// (after a pause: see `NodeMachine`'s pending queue).
     case offload
     /// Queue the request on the busy local backend (its own admission limit bounds the queue).
     case queueLocal
@@ -22,9 +23,6 @@ public enum SchedulingRejection: Hashable, Sendable, CustomStringConvertible {
     /// The request (user header or API-key policy) forbids offloading, and no local backend
     /// serves the model. Suggested HTTP status: 503.
     case pinnedLocalWithoutBackend(model: String)
-    /// No local backend serves the model and `maxRetries` offload rounds or retries were
-    /// spent without an executor. Suggested HTTP status: 503 with Retry-After.
-    case retriesExhausted(model: String, retries: Int)
 
     public var description: String {
         switch self {
@@ -32,8 +30,6 @@ public enum SchedulingRejection: Hashable, Sendable, CustomStringConvertible {
             return "model '\(m)' is not served by this node, and this node cannot offload: its credit balance does not cover the price of a job"
         case .pinnedLocalWithoutBackend(let m):
             return "model '\(m)' is not served by this node, and this request may not be offloaded to peers"
-        case .retriesExhausted(let m, let n):
-            return "no peer accepted a request for model '\(m)' after \(n) attempts"
         }
     }
 }
@@ -45,8 +41,9 @@ public enum RequestScheduler {
     /// 1. Pinned local (`pinnedLocal`: a user header or the API key forbids offloading):
     ///    `runLocal` below the load target, `queueLocal` at or above it, `reject` without a
     ///    local backend. No randomness is drawn.
-    /// 2. No local backend for the model: `offload` if `mayOffload` and
-    ///    `retryCount < policy.maxRetries`; otherwise `reject` (cannot offload / exhausted).
+    /// 2. No local backend for the model: `offload` if `mayOffload`, otherwise `reject`.
+    ///    There is nothing local to fall back to, so passes never run out here: the caller
+    ///    (`NodeMachine`) paces them and fails the request only at its deadline.
     /// 3. Local backend below `policy.loadTarget` (`utilization < loadTarget`): `runLocal`.
     /// 4. Retries exhausted (`retryCount ≥ policy.maxRetries`): `queueLocal` — a node that
     ///    holds a backend serves the request late rather than dropping it.
@@ -80,9 +77,7 @@ public enum RequestScheduler {
         }
         let exhausted = retryCount >= policy.maxRetries
         guard let load = localLoad else {
-            if !mayOffload { return .reject(.noBackendAndCannotOffload(model: model)) }
-            if exhausted { return .reject(.retriesExhausted(model: model, retries: retryCount)) }
-            return .offload
+            return mayOffload ? .offload : .reject(.noBackendAndCannotOffload(model: model))
         }
         if hasRoom(load, policy) { return .runLocal }
         if exhausted { return .queueLocal }

@@ -49,6 +49,8 @@ public struct OfferRound: Hashable, Sendable {
         case accepted
         case rejected(OfferRejectionReason)
         case timedOut
+        /// The connection failed (refused, reset) or the answer was invalid.
+        case unreachable
     }
 
     /// One offer sent in this round.
@@ -127,6 +129,16 @@ public struct OfferRound: Hashable, Sendable {
     public mutating func timeout(now: Instant) -> Action {
         guard case .offering(_, _, let deadline) = state, now >= deadline else { return .ignore }
         record(.timedOut)
+        return offerNext(now: now)
+    }
+
+    /// The offer to `from` cannot be answered: the connection was refused or broke, or the
+    /// answer did not verify. Like a timeout, but at once (a dead executor's port refuses
+    /// connections immediately; waiting out `offerTimeout` would only delay the user).
+    /// From the current candidate: the next offer or a fallback; otherwise `.ignore`.
+    public mutating func unreachable(from node: NodeID, now: Instant) -> Action {
+        guard case .offering(let candidate, _, _) = state, candidate == node else { return .ignore }
+        record(.unreachable)
         return offerNext(now: now)
     }
 

@@ -1,48 +1,32 @@
-/// How an executor's relay failed (DESIGN.md §6.4, §6a), as the requester's shell saw it.
-public enum RelayFailure: Hashable, Sendable, CustomStringConvertible {
-    /// The connection to the executor broke (refused, reset, closed early).
-    case connectionLost
-    /// The executor answered with this HTTP status before any content.
-    case httpStatus(Int)
-    /// No chunk arrived within the idle timeout.
-    case idleTimeout
-    /// The stream ended without a finish_reason and without `[DONE]`.
-    case truncated
-    /// The request's overall deadline passed.
-    case deadlineExceeded
-    /// Any other executor-side error, with its message.
-    case executorError(String)
+/// Where one attempt at a request runs: a backend of this node, or a peer executor.
+public enum RelayTarget: Hashable, Sendable, CustomStringConvertible {
+    /// The local backend with this name.
+    case local(String)
+    /// A peer that accepted the job.
+    case peer(NodeID)
 
-    /// Whether trying another executor can help (§6a: 5xx, 429 and connection loss are; a
-    /// stalled or truncated stream and executor errors are too). Other 4xx statuses say the
-    /// request itself is wrong; a passed deadline leaves no time.
-    public var warrantsFailover: Bool {
-        switch self {
-        case .connectionLost, .idleTimeout, .truncated, .executorError: return true
-        case .httpStatus(let s): return s == 429 || (500...599).contains(s)
-        case .deadlineExceeded: return false
-        }
+    /// The peer, for `.peer`.
+    public var peer: NodeID? {
+        if case .peer(let n) = self { return n }
+        return nil
     }
 
     public var description: String {
         switch self {
-        case .connectionLost: return "connection to the executor was lost"
-        case .httpStatus(let s): return "the executor answered HTTP \(s)"
-        case .idleTimeout: return "the executor stopped sending"
-        case .truncated: return "the executor's stream ended without finishing"
-        case .deadlineExceeded: return "the request's deadline passed"
-        case .executorError(let m): return "executor error: \(m)"
+        case .local(let b): "local:\(b)"
+        case .peer(let n): "peer:\(n.short)"
         }
     }
 }
 
-/// Step 4 of the request workflow, requester side (DESIGN.md §6.4): which executor a job is
+/// Step 4 of the request workflow, requester side (DESIGN.md §6.4): which target a request is
 /// relayed from, and what to do when it fails.
 ///
-/// The rule (§6a): nothing is committed to the user before the first content chunk. An
-/// executor failing before that is retried elsewhere (bounded by `maxFailovers` and the
-/// deadline) — the user never sees it; once a byte has reached the user the stream ends with
-/// an in-stream error event.
+/// The rule (§6a): nothing is committed to the user before the first content chunk. A
+/// target failing before that is retried elsewhere — another local backend or another peer
+/// (bounded by `maxFailovers` and the deadline) — and the user never sees it; once a byte
+/// has reached the user the stream ends with an in-stream error event. Local backends and
+/// peers follow the same rule.
 ///
 /// ```
 /// idle ─executing─▶ awaitingFirstByte ─firstByte─▶ streaming ─finished─▶ completed
@@ -55,13 +39,13 @@ public enum RelayFailure: Hashable, Sendable, CustomStringConvertible {
 /// ```
 public struct RelayRoute: Hashable, Sendable {
     public enum State: Hashable, Sendable {
-        /// No executor yet.
+        /// No target yet.
         case idle
-        /// `executor` runs the job; nothing has reached the user.
-        case awaitingFirstByte(executor: NodeID)
-        /// Content from `executor` has reached the user.
-        case streaming(executor: NodeID)
-        /// The last executor failed before the first byte; the shell is finding another.
+        /// `target` runs the request; nothing has reached the user.
+        case awaitingFirstByte(RelayTarget)
+        /// Content from `target` has reached the user.
+        case streaming(RelayTarget)
+        /// The last target failed before the first byte; the driver is finding another.
         case retrying
         /// The answer was delivered (terminal).
         case completed
@@ -69,16 +53,16 @@ public struct RelayRoute: Hashable, Sendable {
         case failed(RelayFailure)
     }
 
-    /// What the shell must do after a failure.
+    /// What the driver must do after a failure.
     public enum Action: Hashable, Sendable {
-        /// Choose another executor (step 2 with `excluded: Set(excluding)`, then an
-        /// `OfferRound`) and report it with `executing(on:)`. `failover` counts from 1.
-        case retryElsewhere(excluding: [NodeID], failover: Int)
+        /// Place the request again (step 1), excluding the targets in `excluding`, and report
+        /// the new target with `executing(on:)`. `failover` counts from 1.
+        case retryElsewhere(excluding: [RelayTarget], failover: Int)
         /// Answer the user with a real HTTP error (nothing was committed yet).
         case failRequest(RelayFailure)
         /// Send an in-stream `data: {"error":…}` event, then end the stream.
         case failStream(RelayFailure)
-        /// Stale input (another node, or a terminal route): nothing to do.
+        /// Stale input (another target, or a terminal route): nothing to do.
         case ignore
     }
 
@@ -88,11 +72,12 @@ public struct RelayRoute: Hashable, Sendable {
     public let deadline: Instant
     /// The current state.
     public private(set) var state: State = .idle
-    /// Every executor that has run this job, in order (bounded by `maxFailovers + 1`).
-    public private(set) var nodesOnRoute: [NodeID] = []
+    /// Every target that has run this request, in order (bounded by `maxFailovers + 1`).
+    public private(set) var targets: [RelayTarget] = []
     /// Failovers used so far.
     public private(set) var failovers = 0
-    private var lastFailure: RelayFailure?
+    /// The failure that sent the route to `retrying`, if any.
+    public private(set) var lastFailure: RelayFailure?
 
     public init(maxFailovers: Int, deadline: Instant) {
         precondition((0...SchedulingPolicy.maxFailoversLimit).contains(maxFailovers), "maxFailovers out of range")
@@ -104,42 +89,53 @@ public struct RelayRoute: Hashable, Sendable {
         self.init(maxFailovers: policy.maxFailovers, deadline: deadline)
     }
 
-    /// The shell started the job on `executor` (an `OfferRound` returned `.execute(on:)`).
-    /// - Precondition: state is idle or retrying, and `executor` is not already on the route.
-    public mutating func executing(on executor: NodeID) {
-        precondition(state == .idle || state == .retrying, "executing(on:) needs an idle or retrying route")
-        precondition(!nodesOnRoute.contains(executor), "an executor is tried once per route")
-        nodesOnRoute.append(executor)
-        assert(nodesOnRoute.count <= maxFailovers + 1)
-        state = .awaitingFirstByte(executor: executor)
+    /// The peers on the route, in order (exclude them from executor choice).
+    public var peersOnRoute: [NodeID] { targets.compactMap(\.peer) }
+
+    /// The local backends on the route.
+    public var backendsOnRoute: Set<String> {
+        Set(targets.compactMap { if case .local(let b) = $0 { b } else { nil } })
     }
 
-    /// The first content chunk from `executor` is about to be written to the user: from now
-    /// on failures end the stream. Returns false (and changes nothing) when `executor` is
-    /// not the one awaited — the shell must drop that chunk.
+    /// True when `executing(on:)` may be called now.
+    public var canStart: Bool { state == .idle || state == .retrying }
+
+    /// The driver started the request on `target`.
+    /// - Precondition: `canStart`, and `target` is not already on the route.
+    public mutating func executing(on target: RelayTarget) {
+        precondition(canStart, "executing(on:) needs an idle or retrying route")
+        precondition(!targets.contains(target), "a target is tried once per route")
+        targets.append(target)
+        assert(targets.count <= maxFailovers + 1)
+        state = .awaitingFirstByte(target)
+    }
+
+    /// The first content chunk from `target` is about to be written to the user: from now
+    /// on failures end the stream. Returns false (and changes nothing) when `target` is not
+    /// the one awaited — the driver must drop that chunk.
     @discardableResult
-    public mutating func firstByte(from executor: NodeID) -> Bool {
-        guard case .awaitingFirstByte(let current) = state, current == executor else { return false }
-        state = .streaming(executor: executor)
+    public mutating func firstByte(from target: RelayTarget) -> Bool {
+        guard case .awaitingFirstByte(let current) = state, current == target else { return false }
+        state = .streaming(target)
         return true
     }
 
-    /// `executor` finished its answer cleanly.
-    public mutating func finished(from executor: NodeID) {
+    /// `target` finished its answer cleanly.
+    public mutating func finished(from target: RelayTarget) {
         switch state {
         case .awaitingFirstByte(let current), .streaming(let current):
-            if current == executor { state = .completed }
+            if current == target { state = .completed }
         default: break
         }
     }
 
-    /// `executor` failed with `failure` at `now`.
-    public mutating func executorFailed(_ executor: NodeID, failure: RelayFailure, now: Instant) -> Action {
+    /// `target` failed with `failure` at `now`.
+    public mutating func failed(_ target: RelayTarget, failure: RelayFailure, now: Instant) -> Action {
         switch state {
-        case .streaming(let current) where current == executor:
+        case .streaming(let current) where current == target:
             state = .failed(failure)
             return .failStream(failure)
-        case .awaitingFirstByte(let current) where current == executor:
+        case .awaitingFirstByte(let current) where current == target:
             lastFailure = failure
             guard failure.warrantsFailover, failovers < maxFailovers, now < deadline else {
                 let final: RelayFailure = (failure.warrantsFailover && now >= deadline) ? .deadlineExceeded : failure
@@ -148,18 +144,26 @@ public struct RelayRoute: Hashable, Sendable {
             }
             failovers += 1
             state = .retrying
-            return .retryElsewhere(excluding: nodesOnRoute, failover: failovers)
+            return .retryElsewhere(excluding: targets, failover: failovers)
         default:
             return .ignore
         }
     }
 
-    /// While retrying, the shell found no executor (no candidate, or the `OfferRound` fell
-    /// back): fail the request with the last executor's failure.
+    /// While retrying, the driver found no target (no candidate, or the wait for one ran
+    /// out): fail the request with the last target's failure.
     public mutating func noExecutorAvailable() -> Action {
         guard state == .retrying else { return .ignore }
         let failure = lastFailure ?? .connectionLost
         state = .failed(failure)
         return .failRequest(failure)
+    }
+
+    /// The user went away or the deadline passed: the route ends without an answer.
+    public mutating func abandon(_ failure: RelayFailure) {
+        switch state {
+        case .completed, .failed: return
+        default: state = .failed(failure)
+        }
     }
 }

@@ -36,8 +36,9 @@ public struct SchedulingPolicy: Hashable, Sendable, Codable {
     /// again (≥ 0). Default 200 ms.
     public var retryDelay: Duration
     /// Step 1: passes through step 1 (retries and failed offer rounds alike) after which a
-    /// request stops offloading and retrying (≥ 0): it is queued locally if a local backend
-    /// serves the model, otherwise rejected. Default 3.
+    /// request with a local backend stops offloading and is queued locally (≥ 0). A request
+    /// without one keeps waiting for an executor, with growing pauses, until its placement
+    /// deadline (`NodeMachineConfig.queueTimeout`). Default 3.
     public var maxRetries: Int
     /// Step 4: executors tried again elsewhere after one failed before the first byte reached
     /// the user (≥ 0). Default 2.

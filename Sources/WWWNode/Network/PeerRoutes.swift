@@ -7,27 +7,26 @@ import WWWBackends
 import WWWCore
 import WWWCrypto
 
-/// The peer protocol's HTTP surface under `/p2p/v1/` (DESIGN.md §3). Every POST carries a
-/// signed `Envelope`; reads (`peers`, `credits`) show this node's view.
+/// The peer protocol's HTTP surface under `/p2p/v1/` (DESIGN.md §3; `PeerPath`). Every POST
+/// carries a signed `Envelope`; the route verifies it and hands the message to the node
+/// machine. Reads (`peers`, `credits`) show this node's view.
 struct PeerRoutes: Sendable {
     let http: NodeHTTP
-    let network: PeerNetwork
+    let runtime: NodeRuntime
+    let peer: PeerContext
 
-    /// Envelopes are small except offers, which carry a whole chat request.
+    /// Envelopes are small except offers, which carry a whole chat request, and ledger
+    /// syncs, which carry up to a batch of events.
     var maxEnvelopeBytes: Int { 2 * http.config.node.maxBodyBytes + (64 << 10) }
 
     func add(to router: Router<BasicRequestContext>) {
-        router.post("/p2p/v1/membership") { req, _ in
-            try await network.receiveMembership(try await self.envelope(req))
-            return Response(status: .accepted)
-        }
-        router.post("/p2p/v1/ledger") { req, _ in
-            try NodeHTTP.json(try await network.receiveLedger(try await self.envelope(req)))
-        }
-        router.post("/p2p/v1/offer") { req, _ in try await self.offer(req) }
-        router.get("/p2p/v1/peers") { _, _ in try NodeHTTP.json(await network.peersView()) }
-        router.get("/p2p/v1/credits") { _, _ in try NodeHTTP.json(await network.creditsView()) }
+        router.post(RouterPath(PeerPath.message)) { req, _ in try await self.message(req) }
+        router.post(RouterPath(PeerPath.offer)) { req, _ in try await self.offer(req) }
+        router.get("/p2p/v1/peers") { _, _ in try NodeHTTP.json(runtime.peersView()) }
+        router.get("/p2p/v1/credits") { _, _ in try NodeHTTP.json(runtime.creditsView()) }
     }
+
+    // MARK: Envelopes
 
     func envelope(_ request: Request) async throws -> Envelope {
         var request = request
@@ -45,57 +44,134 @@ struct PeerRoutes: Sendable {
         }
     }
 
-    /// The executor's side of §6.3–6.4: accept or reject; on accept stream the engine's
-    /// chunks back and, once the answer was delivered, publish the jobReceipt.
+    /// Checks signature, recipient, freshness and replay; counts the outcome.
+    func verify(_ env: Envelope, kinds: Set<PeerMessageKind>, allowUnaddressed: Bool) throws -> VerifiedEnvelope {
+        guard let kind = PeerMessageKind(rawValue: env.kind), kinds.contains(kind) else {
+            http.metrics.peerMessage(kind: env.kind.prefix(32).description, outcome: "rejected_wrong_kind")
+            throw APIError.invalidRequest("envelope kind '\(env.kind.prefix(32))' does not belong on this route", code: "wrong_kind")
+        }
+        switch peer.verifier.verify(env, me: peer.key.nodeID, now: wallClockNow(), allowUnaddressed: allowUnaddressed) {
+        case .success(let v):
+            http.metrics.peerMessage(kind: env.kind, outcome: "accepted")
+            return v
+        case .failure(let r):
+            http.metrics.peerMessage(kind: env.kind, outcome: "rejected_\(r)")
+            throw APIError(status: 401, message: "envelope rejected: \(r)", type: "invalid_request_error", code: "envelope_\(r)")
+        }
+    }
+
+    /// Decodes a verified envelope's body; a body that does not decode is the sender's
+    /// fault (400), counted as `rejected_malformed`.
+    func decode<T: Decodable>(_ v: VerifiedEnvelope, _ type: T.Type) throws -> T {
+        do {
+            return try v.decode(type)
+        } catch {
+            http.metrics.peerMessage(kind: v.kind, outcome: "rejected_malformed")
+            throw APIError.invalidRequest("the envelope's body is not a valid \(v.kind) message", code: "invalid_message")
+        }
+    }
+
+    func checkAddress(_ address: String, kind: String) throws {
+        guard isHostPort(address) else {
+            http.metrics.peerMessage(kind: kind, outcome: "rejected_malformed")
+            throw APIError.invalidRequest("fromAddress must be host:port", code: "invalid_message")
+        }
+    }
+
+    // MARK: Routes
+
+    /// One-way messages (membership, ledger): verified, then handed to the machine; 202.
+    func message(_ request: Request) async throws -> Response {
+        let env = try await envelope(request)
+        let v = try verify(env, kinds: [.membership, .ledger], allowUnaddressed: env.kind == PeerMessageKind.membership.rawValue)
+        let body = try decode(v, PeerMessageBody.self)
+        try checkAddress(body.fromAddress, kind: v.kind)
+        guard body.message.kind.rawValue == v.kind else {
+            http.metrics.peerMessage(kind: v.kind, outcome: "rejected_malformed")
+            throw APIError.invalidRequest("the message is not of the envelope's kind", code: "invalid_message")
+        }
+        runtime.submit(.peerMessage(body.message, from: v.from, fromAddress: body.fromAddress))
+        return Response(status: .accepted)
+    }
+
+    /// The executor's side of §6.3–6.4: the machine answers (signed, in the response head);
+    /// on accept the engine's chunks stream back and, once delivered, the machine publishes
+    /// the jobReceipt.
     func offer(_ request: Request) async throws -> Response {
         let env = try await envelope(request)
-        let offer: OfferMessage
-        do {
-            offer = try await network.admitOffer(env)
-        } catch let r as OfferRejected {
-            return try NodeHTTP.json(OfferAnswer(accepted: false, reason: r.reason), status: .conflict)
+        let v = try verify(env, kinds: [.offer], allowUnaddressed: false)
+        let body = try decode(v, OfferBody.self)
+        try checkAddress(body.fromAddress, kind: v.kind)
+        guard body.offer.authorization.value.model == body.request.model else {
+            http.metrics.peerMessage(kind: v.kind, outcome: "rejected_malformed")
+            throw APIError.invalidRequest("the authorization's model differs from the request's", param: "model", code: "invalid_message")
         }
-        let job = offer.authorization.value.job
-        guard case .success(let lease) = http.pool.admit(model: offer.request.model, own: false) else {
-            await network.abandonJob(job)
-            return try NodeHTTP.json(OfferAnswer(accepted: false, reason: OfferRejectionReason.overloaded.rawValue), status: .conflict)
+        let connection = OfferConnection(job: body.offer.job, request: body.request)
+        guard runtime.register(connection) else {
+            throw APIError(status: 409, message: "an offer for this job is already open", type: "invalid_request_error", code: "duplicate_offer")
         }
-        let scope = RequestScope(backendName: lease.backend.name, release: { lease.release() }, metrics: http.metrics)
-        let stream: ChunkStream
-        do {
-            stream = try await lease.backend.chat(offer.request, model: lease.model)
-        } catch {
-            let e = ChatHandler.apiError(error)
-            scope.finish(status: e.status, usage: nil)
-            await network.abandonJob(job)
-            throw e
+        runtime.submit(.peerMessage(.offer(body.offer), from: v.from, fromAddress: body.fromAddress))
+        guard connection.wasAnswered, case .answer(let answer)? = await connection.next() else {
+            runtime.unregister(connection)
+            throw APIError.unavailable("this node did not answer the offer", retryAfter: 1)
         }
-        let box = SequentialBox(stream.makeAsyncIterator())
-        let network = self.network
-        let metrics = http.metrics
-        var headers = ChatHandler.sseHeaders
-        headers[HTTPField.Name("X-WWWServe-Accepted")!] = "true"
+        var headers = NodeRuntime.sseHeaders
+        headers[HTTPField.Name(PeerPath.answerHeader)!] = String(decoding: try JSONEncoder().encode(answer), as: UTF8.self)
+        guard answer.value.accepted else {
+            runtime.unregister(connection)
+            headers[.contentType] = "application/json"
+            return Response(status: .conflict, headers: headers,
+                            body: .init(byteBuffer: ByteBuffer(data: try JSONEncoder().encode(answer))))
+        }
+        guard case .started(let s, let result)? = await connection.next() else {
+            // Cancelled before the engine started (the machine gave the job up).
+            runtime.unregister(connection)
+            throw APIError.unavailable("the job was cancelled", retryAfter: 1)
+        }
         return Response(status: .ok, headers: headers, body: .init { writer in
-            var acc = StreamAccumulator()
-            do {
-                while let chunk = try await box.value.next() {
-                    acc.add(chunk)
-                    try await writer.write(ByteBuffer(bytes: SSEWriter.event(try JSONEncoder.openAI.encode(chunk))))
-                }
-                try await writer.write(ByteBuffer(bytes: SSEWriter.done))
-                try await writer.finish(nil)
-            } catch {
-                // The requester went away or the engine failed: no delivery, no receipt.
-                box.value = ChunkStream.empty.makeAsyncIterator()
-                if !(error is BackendError) { metrics.upstreamCancelled(backend: scope.backendName) }
-                try? await writer.write(ByteBuffer(bytes: SSEWriter.event(ChatHandler.apiError(error).jsonData())))
-                try? await writer.finish(nil)
-                scope.finish(status: 499, usage: acc.usage)
-                await network.abandonJob(job)
-                return
-            }
-            scope.finish(status: 200, usage: acc.usage)
-            await network.recordReceipt(offer.authorization, content: acc.content, usage: acc.usage)
+            await self.relayJob(s, result, connection: connection, to: &writer)
         })
+    }
+
+    /// Writes the job's chunks to the requester, then reports the end to the machine.
+    private func relayJob(_ s: StreamID, _ result: Result<ChunkStream, BackendError>, connection: OfferConnection,
+                          to writer: inout any ResponseBodyWriter) async {
+        defer { runtime.unregister(connection) }
+        let stream: ChunkStream
+        switch result {
+        case .success(let st): stream = st
+        case .failure(let e):
+            try? await writer.write(ByteBuffer(bytes: SSEWriter.event(e.apiError.jsonData())))
+            try? await writer.finish(nil)
+            return runtime.submit(.stream(s, .failed(NodeRuntime.relayFailure(e))))
+        }
+        var acc = StreamAccumulator()
+        let box = SequentialBox(stream.makeAsyncIterator())
+        var source: BackendError?
+        do {
+            while true {
+                let chunk: ChatCompletionChunk?
+                do { chunk = try await box.value.next() } catch { source = OpenAIBackend.map(error); break }
+                guard let chunk else { break }
+                acc.add(chunk)
+                if acc.chunks % 32 == 0, connection.isCancelled { source = .cancelled; break }
+                try await writer.write(ByteBuffer(bytes: SSEWriter.event(try JSONEncoder.openAI.encode(chunk))))
+            }
+            if let source {
+                try? await writer.write(ByteBuffer(bytes: SSEWriter.event(source.apiError.jsonData())))
+                try? await writer.finish(nil)
+                return runtime.submit(.stream(s, .failed(NodeRuntime.relayFailure(source))))
+            }
+            try await writer.write(ByteBuffer(bytes: SSEWriter.done))
+            try await writer.finish(nil)
+        } catch {
+            // The requester went away: no delivery, no receipt.
+            box.value = ChunkStream.empty.makeAsyncIterator()
+            http.metrics.upstreamCancelled(backend: "peer-job")
+            return runtime.submit(.stream(s, .failed(.connectionLost)))
+        }
+        let usage = acc.usage.map { TokenUsage(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens) }
+        let hash = peer.crypto.sha256(Array(acc.content.utf8))
+        runtime.submit(.stream(s, .finished(StreamOutcome(responseHash: hash, usage: usage))))
     }
 }

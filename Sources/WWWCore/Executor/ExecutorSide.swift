@@ -1,0 +1,92 @@
+/// The executor's side of offloading (DESIGN.md §6.3–6.4): answer offers with a signed
+/// accept or reject, run accepted jobs on a local backend, and publish the `jobReceipt`
+/// once the answer was delivered.
+extension NetworkState {
+    /// Handles an offer from `from`; an accepted job runs on stream `s`. Checks, in order (the first that fails is the typed
+    /// rejection reason in the signed answer):
+    ///
+    /// 1. `badAuthorization` — the payment authorization is not signed by the sender, or
+    ///    names another requester; `wrongExecutor`; `expired`;
+    /// 2. `catchingUp` — this node may not sign ledger events yet (`readyToAppend`);
+    /// 3. `duplicateJob` — the job was accepted or receipted here before;
+    /// 4. the acceptance policy (`AcceptanceDecision.evaluate`): `notServing`,
+    ///    `priceTooLow`, `insufficientFunds` (balance minus credits already promised here),
+    ///    `ownUsersFirst` (own requests queued in the engine or waiting in the machine),
+    ///    `overloaded`, `policy`;
+    /// 5. `overloaded` — no backend slot below its admission limit.
+    ///
+    /// Directives: the answer (`send(.offerAnswer)` to the sender), then on accept
+    /// `runInference(stream, job)`, then a notification.
+    mutating func receiveOffer(_ offer: OfferMessage, from: NodeID, fromAddress: String, stream s: StreamID,
+                               ownWaiting: (String) -> Int, backends: inout LocalBackends, policy: SchedulingPolicy,
+                               now: Instant, prng: inout SeededPRNG, into out: inout [NodeDirective]) {
+        let auth = offer.authorization
+        let model = auth.value.model
+        var reason = ExecutorJobs.offerProblem(offer, from: from, me: me, now: now, crypto: crypto)
+        if reason == nil, !readyToAppend { reason = .catchingUp }
+        if reason == nil, executor.isKnown(auth.value.job) { reason = .duplicateJob }
+        if reason == nil {
+            let covers = ledger.balance(of: from) - executor.promised(by: from) >= auth.value.price
+            let outcome = AcceptanceDecision.evaluate(
+                price: auth.value.price, servesModel: backends.healthyServes(model), localLoad: backends.load(model: model),
+                requesterCoversPrice: covers, ownUsersWaiting: backends.ownUsersWaiting(model: model) + ownWaiting(model),
+                policy: policy, prng: &prng)
+            if case .reject(let r) = outcome { reason = r }
+        }
+        var backend: String?
+        if reason == nil {
+            backend = backends.admit(model: model, own: false)
+            if backend == nil { reason = .overloaded }
+        }
+        let answer = OfferAnswer(job: auth.value.job, requester: from, executor: me, reason: reason, answeredAt: now)
+        out.append(.send(.offerAnswer(Signed(answer, by: signer)), to: from, address: fromAddress))
+        if let backend {
+            executor.accept(auth, stream: s, backend: backend, now: now)
+            out.append(.runInference(s, InferenceJob(backend: backend, model: model, owner: .peer(job: auth.value.job, requester: from))))
+            out.append(.notify(.offer(.executor, .accepted)))
+        } else {
+            out.append(.notify(.offer(.executor, .rejected(reason ?? .overloaded))))
+        }
+    }
+
+    /// An event on an executor's stream. Returns the backend whose slot was freed, if any.
+    mutating func executorStream(_ s: StreamID, _ event: StreamEvent, backends: inout LocalBackends, now: Instant,
+                                 prng: inout SeededPRNG, into out: inout [NodeDirective]) -> String? {
+        switch event {
+        case .firstContent:
+            return nil
+        case .finished(let outcome):
+            guard let job = executor.end(stream: s, receipted: true) else { return nil }
+            backends.release(job.backend, own: false)
+            recordReceipt(job, outcome, now: now, prng: &prng, into: &out)
+            return job.backend
+        case .failed:
+            // The requester went away or the engine failed: no delivery, no receipt.
+            guard let job = executor.end(stream: s, receipted: false) else { return nil }
+            backends.release(job.backend, own: false)
+            out.append(.cancelStream(s))
+            return job.backend
+        }
+    }
+
+    /// Signs and publishes the `jobReceipt` (§5) — to the requester at once, and to the
+    /// fanout. Refused (never signed) while this node is catching up on its own chain, so
+    /// that it cannot equivocate.
+    private mutating func recordReceipt(_ job: ExecutorJobs.Accepted, _ outcome: StreamOutcome, now: Instant,
+                                        prng: inout SeededPRNG, into out: inout [NodeDirective]) {
+        let jobID = job.authorization.value.job
+        guard readyToAppend else {
+            out.append(.notify(.receiptRefused(job: jobID, reason: "this node is catching up on its own ledger chain")))
+            return
+        }
+        let receipt = JobReceipt(authorization: job.authorization, responseHash: outcome.responseHash,
+                                 inputTokens: UInt32(clamping: outcome.usage?.promptTokens ?? 0),
+                                 outputTokens: UInt32(clamping: outcome.usage?.completionTokens ?? 0))
+        let extra = address(of: job.requester).map { [(job.requester, $0)] } ?? []
+        if let why = appendOwn(.jobReceipt(receipt), extra: extra, now: now, prng: &prng, into: &out) {
+            out.append(.notify(.receiptRefused(job: jobID, reason: "\(why)")))
+        } else {
+            out.append(.notify(.receiptRecorded(job: jobID, requester: job.requester)))
+        }
+    }
+}

@@ -1,0 +1,132 @@
+/// Limits of ledger anti-entropy.
+public struct LedgerReplicationConfig: Hashable, Sendable {
+    /// Events in one sync message [256].
+    public var batch: Int
+    /// Random alive peers that get each new event at once (besides named ones) [3].
+    public var publishFanout: Int
+    /// Events a received message may carry before it is refused [4 × batch].
+    public var maxEventsPerMessage: Int
+
+    public init(batch: Int = 256, publishFanout: Int = 3, maxEventsPerMessage: Int? = nil) {
+        precondition(batch >= 1 && publishFanout >= 0)
+        self.batch = batch
+        self.publishFanout = publishFanout
+        self.maxEventsPerMessage = maxEventsPerMessage ?? 4 * batch
+    }
+}
+
+/// Ledger anti-entropy (DESIGN.md §5), the part of the node machine that moves events
+/// between replicas: a periodic `request` to one random alive peer, the `reply` with what
+/// the requester lacks, the `push` back of what the replier lacks, and pushes of new events
+/// to named peers plus `publishFanout` random ones. Every message carries the sender's
+/// digest and up to `LedgerSyncProofs.maxProofs` equivocation proofs.
+///
+/// It also decides when this node may sign ledger events (`readyToAppend`): only once it
+/// has heard a peer's digest (or is alone) and no peer knows a longer chain of this node's
+/// own events than it holds — so a node that lost its store never re-signs a sequence
+/// number it already used (which every peer would prove as equivocation).
+struct LedgerReplication: Sendable {
+    let config: LedgerReplicationConfig
+    let me: NodeID
+    /// A peer's digest has arrived since start.
+    private(set) var heardDigest = false
+    /// The longest chain of this node's own events any peer's digest showed.
+    private(set) var remoteSelfHighWater: UInt64 = 0
+
+    init(config: LedgerReplicationConfig, me: NodeID) {
+        self.config = config
+        self.me = me
+    }
+
+    func readyToAppend(_ ledger: Ledger, alone: Bool) -> Bool {
+        (heardDigest || alone) && remoteSelfHighWater <= ledger.highWater(of: me)
+    }
+
+    /// The periodic opener: a digest-only `request` to one random alive peer.
+    func periodicRequest(_ ledger: Ledger, peers: [MemberRecord], prng: inout SeededPRNG) -> [NodeDirective] {
+        guard !peers.isEmpty else { return [] }
+        let peer = peers[StakeSampling.uniformIndex(count: peers.count, prng: &prng)]
+        return [message(.request, ledger, events: [], to: peer.node, address: peer.address)]
+    }
+
+    /// Pushes `events` to `extra` (e.g. a receipt's requester) and `publishFanout` random
+    /// alive peers. `addressOf` resolves the extras.
+    func publish(_ events: [LedgerEvent], _ ledger: Ledger, extra: [(NodeID, String)], peers: [MemberRecord],
+                 prng: inout SeededPRNG) -> [NodeDirective] {
+        guard !events.isEmpty else { return [] }
+        var targets: [(NodeID, String)] = extra.filter { $0.0 != me }
+        var shuffled = peers
+        StakeSampling.shuffle(&shuffled, prng: &prng)
+        for p in shuffled.prefix(config.publishFanout) where !targets.contains(where: { $0.0 == p.node }) {
+            targets.append((p.node, p.address))
+        }
+        return targets.map { message(.push, ledger, events: events, to: $0.0, address: $0.1) }
+    }
+
+    /// Handles a received sync message: applies its events and proofs, then answers by role.
+    /// Returns the ledger's directives (persist first) followed by the answer, if any, and
+    /// the events of equivocation proofs found now (the caller pushes them on).
+    mutating func receive(_ m: LedgerSyncMessage, from: NodeID, address: String, ledger: inout Ledger,
+                          now: Instant) -> (directives: [NodeDirective], newProofs: [LedgerEvent]) {
+        guard from != me else {
+            return ([.notify(.peerMessageRefused(.ledger, from: from, reason: "a sync from this node itself"))], [])
+        }
+        guard m.events.count <= config.maxEventsPerMessage, m.proofs.count <= 2 * LedgerSyncProofs.maxProofs else {
+            return ([.notify(.peerMessageRefused(.ledger, from: from, reason: "too many events in one sync message"))], [])
+        }
+        heardDigest = true
+        remoteSelfHighWater = max(remoteSelfHighWater, m.digest[me] ?? 0)
+        var (out, proofs) = Self.apply(m.events + m.proofs, from: from, ledger: &ledger, now: now)
+        let missing = ledger.eventsMissing(from: m.digest, limit: config.batch)
+        switch m.role {
+        case .request:
+            out.append(message(.reply, ledger, events: missing, to: from, address: address))
+        case .reply:
+            if !missing.isEmpty { out.append(message(.push, ledger, events: missing, to: from, address: address)) }
+        case .push:
+            break
+        }
+        return (out, proofs)
+    }
+
+    /// Feeds events to the ledger in bounded batches and turns its directives into node
+    /// directives: persist, then notifications.
+    static func apply(_ events: [LedgerEvent], from: NodeID, ledger: inout Ledger,
+                      now: Instant) -> (directives: [NodeDirective], newProofs: [LedgerEvent]) {
+        var out: [NodeDirective] = []
+        var proofs: [LedgerEvent] = []
+        var start = 0
+        while start < events.count {
+            let end = min(events.count, start + ledger.config.maxReceiveBatch)
+            let (d, p) = translate(ledger.receive(Array(events[start..<end]), from: from, now: now))
+            out += d
+            proofs += p
+            start = end
+        }
+        return (out, proofs)
+    }
+
+    /// Ledger directives as node directives (publishing is the caller's job: it knows to
+    /// whom), plus the events of new equivocation proofs.
+    static func translate(_ directives: [LedgerDirective]) -> (directives: [NodeDirective], newProofs: [LedgerEvent]) {
+        var out: [NodeDirective] = []
+        var proofs: [LedgerEvent] = []
+        for d in directives {
+            switch d {
+            case .persist(let events): out.append(.persistEvents(events))
+            case .equivocation(let p):
+                out.append(.notify(.equivocation(author: p.author, authorSeq: p.authorSeq)))
+                proofs += [p.first, p.second]
+            case .rejected(let e, let r): out.append(.notify(.ledgerEventRejected(e.id, r)))
+            case .publish, .acknowledge: break
+            }
+        }
+        return (out, proofs)
+    }
+
+    private func message(_ role: LedgerSyncMessage.Role, _ ledger: Ledger, events: [LedgerEvent], to: NodeID,
+                         address: String) -> NodeDirective {
+        let m = LedgerSyncMessage(role: role, digest: ledger.digest(), events: events, proofs: LedgerSyncProofs.carried(by: ledger))
+        return .send(.ledgerSync(m), to: to, address: address)
+    }
+}

@@ -1,0 +1,231 @@
+/// What a node needs to take part in a network.
+public struct NetworkSetup: Sendable {
+    public var genesis: Genesis
+    /// This node's signing key (its identity).
+    public var signer: any MessageSigner
+    public var crypto: any CryptoProvider
+    /// The address peers reach this node at ("host:port").
+    public var address: String
+    /// Seed addresses to join through (genesis seeds plus configured ones).
+    public var seeds: [String]
+    public var membership: MembershipConfig
+    public var ledger: LedgerConfig
+    public var replication: LedgerReplicationConfig
+    /// One gossip period: metadata publication and ledger anti-entropy run once per period.
+    public var period: Duration
+    /// The stake this provider declares (observers cap it at the balance).
+    public var declaredStake: Credits
+    /// Job sequence numbers are persisted in blocks of this many (one fsync per block).
+    public var jobSequenceBlock: UInt64
+    /// What the node's store held at start.
+    public var restored: NodeRestoreState
+
+    public init(genesis: Genesis, signer: any MessageSigner, crypto: any CryptoProvider, address: String,
+                seeds: [String] = [], membership: MembershipConfig = MembershipConfig(), ledger: LedgerConfig = LedgerConfig(),
+                replication: LedgerReplicationConfig = LedgerReplicationConfig(), period: Duration = .seconds(1),
+                declaredStake: Credits = .zero, jobSequenceBlock: UInt64 = 1024, restored: NodeRestoreState = NodeRestoreState()) {
+        precondition(period > .zero && jobSequenceBlock >= 1)
+        self.genesis = genesis
+        self.signer = signer
+        self.crypto = crypto
+        self.address = address
+        self.seeds = seeds
+        self.membership = membership
+        self.ledger = ledger
+        self.replication = replication
+        self.period = period
+        self.declaredStake = declaredStake
+        self.jobSequenceBlock = jobSequenceBlock
+        self.restored = restored
+    }
+}
+
+/// What a restarting node's store held.
+public struct NodeRestoreState: Sendable {
+    /// Every persisted ledger event.
+    public var events: [LedgerEvent]
+    /// The first incarnation to sign (above any signed before).
+    public var incarnation: UInt64
+    /// The highest job sequence number that may have been used before (the persisted
+    /// ceiling, or more): new jobs start above it.
+    public var jobSequenceFloor: UInt64
+
+    public init(events: [LedgerEvent] = [], incarnation: UInt64 = 0, jobSequenceFloor: UInt64 = 0) {
+        self.events = events
+        self.incarnation = incarnation
+        self.jobSequenceFloor = jobSequenceFloor
+    }
+}
+
+/// The network half of a node machine: membership, the ledger and its replication, the
+/// executor's jobs and the requester's credit reservations. Mutating methods take the
+/// machine's other parts (`backends`, `prng`) as `inout`, so no state is ever copied.
+struct NetworkState: Sendable {
+    let genesis: Genesis
+    let signer: any MessageSigner
+    let crypto: any CryptoProvider
+    let period: Duration
+    let declaredStake: Credits
+    let jobSequenceBlock: UInt64
+    let seeds: [String]
+    var membership: Membership
+    var ledger: Ledger
+    var replication: LedgerReplication
+    var executor: ExecutorJobs
+    /// Credits reserved by this node's offloads that are still running.
+    var pendingSpend: Credits = .zero
+    var nextJobSequence: UInt64
+    var jobSequenceCeiling: UInt64
+    /// The membership timer last armed.
+    var membershipTimer: Instant?
+    /// What restoring the store found.
+    let restoreSummary: LedgerRestoreSummary
+
+    init(_ s: NetworkSetup, seed: UInt64) {
+        genesis = s.genesis
+        signer = s.signer
+        crypto = s.crypto
+        period = s.period
+        declaredStake = s.declaredStake
+        jobSequenceBlock = s.jobSequenceBlock
+        seeds = s.seeds
+        var ledger = Ledger(genesis: s.genesis, crypto: s.crypto, config: s.ledger)
+        restoreSummary = ledger.restore(s.restored.events)
+        let me = s.signer.nodeID
+        let receipted: [(JobID, Instant)] = ledger.heldEvents.compactMap { e in
+            guard case .jobReceipt(let r) = e.body, e.author == me else { return nil }
+            return (r.authorization.value.job, r.authorization.value.expiresAt)
+        }
+        executor = ExecutorJobs(receipted: receipted)
+        self.ledger = ledger
+        replication = LedgerReplication(config: s.replication, me: me)
+        membership = Membership(config: s.membership, signer: s.signer, crypto: s.crypto, address: s.address,
+                                incarnation: s.restored.incarnation, seed: seed)
+        nextJobSequence = s.restored.jobSequenceFloor + 1
+        jobSequenceCeiling = s.restored.jobSequenceFloor
+    }
+
+    var me: NodeID { signer.nodeID }
+    var price: Credits { genesis.parameters.pricePerJob }
+    /// The balance this node may still promise: its ledger balance minus running offloads.
+    var spendable: Credits { ledger.balance(of: me) - pendingSpend }
+    var readyToAppend: Bool { replication.readyToAppend(ledger, alone: membership.alivePeers().isEmpty) }
+
+    func peersServe(_ model: String) -> Bool {
+        membership.alivePeers().contains { $0.models.contains { $0.name == model } }
+    }
+
+    // MARK: Requester bookkeeping
+
+    mutating func reserveSpend() -> Bool {
+        guard spendable >= price else { return false }
+        pendingSpend = pendingSpend + price
+        return true
+    }
+
+    mutating func releaseSpend() {
+        pendingSpend = pendingSpend - price
+        assert(pendingSpend >= .zero, "released more spend than reserved")
+        if pendingSpend < .zero { pendingSpend = .zero }
+    }
+
+    /// A fresh job id. Sequence numbers are persisted a block ahead, before first use.
+    mutating func newJob(into out: inout [NodeDirective]) -> JobID {
+        if nextJobSequence > jobSequenceCeiling {
+            jobSequenceCeiling = nextJobSequence + jobSequenceBlock - 1
+            out.append(.persistJobSequence(jobSequenceCeiling))
+        }
+        defer { nextJobSequence += 1 }
+        return JobID.derive(requester: me, sequence: nextJobSequence, crypto: crypto)
+    }
+
+    /// Step 2 (§6.2): eligible executors for `model`, best first, at most `limit`.
+    func orderedExecutors(model: String, excluding: [NodeID], policy: SchedulingPolicy, prng: inout SeededPRNG) -> [NodeID] {
+        let candidates = membership.alivePeers().map { r in
+            ExecutorCandidate(node: r.node, alive: true, servesModel: r.models.contains { $0.name == model },
+                              accepting: r.accepting, stake: ledger.effectiveStake(declared: r.stake, of: r.node),
+                              utilization: Double(r.utilizationPPM) / 1e6, balance: ledger.balance(of: r.node))
+        }
+        return ExecutorSelector(policy: policy).orderedNodes(candidates: candidates, requester: me, excluded: Set(excluding),
+                                                             limit: policy.maxOfferAttempts, prng: &prng)
+    }
+
+    func address(of node: NodeID) -> String? { membership.record(of: node)?.address }
+
+    // MARK: Membership
+
+    /// Membership directives as node directives: sends, and notifications.
+    static func translate(_ ds: [MembershipDirective], into out: inout [NodeDirective]) {
+        for d in ds {
+            switch d {
+            case .send(let dest, let m):
+                let to: NodeID? = if case .node(let id, _) = dest { id } else { nil }
+                out.append(.send(.membership(m), to: to, address: dest.address))
+            case .localUpdated:
+                break
+            default:
+                out.append(.notify(.membership(d)))
+            }
+        }
+    }
+
+    /// Arms the membership timer when its deadline moved earlier (or the last one fired).
+    mutating func armMembershipTimer(into out: inout [NodeDirective]) {
+        guard let d = membership.nextDeadline else { return }
+        if let armed = membershipTimer, armed <= d { return }
+        membershipTimer = d
+        out.append(.setTimer(.membership, at: d))
+    }
+
+    mutating func membershipFired(now: Instant, into out: inout [NodeDirective]) {
+        membershipTimer = nil
+        Self.translate(membership.tick(now: now), into: &out)
+    }
+
+    /// Publishes this node's metadata (models, capacity, load, stake).
+    mutating func publishMetadata(backends: LocalBackends, policy: SchedulingPolicy, now: Instant,
+                                  into out: inout [NodeDirective]) {
+        let models = backends.models
+        let meta = MemberMetadata(models: models, capacity: backends.totalCapacity,
+                                  utilizationPPM: MemberRecord.utilizationPPM(of: backends.totalLoad),
+                                  accepting: !models.isEmpty && policy.acceptFrequency > 0,
+                                  stake: ledger.effectiveStake(declared: declaredStake, of: me))
+        Self.translate(membership.updateLocal(meta, now: now), into: &out)
+    }
+
+    // MARK: Ledger
+
+    mutating func receiveSync(_ m: LedgerSyncMessage, from: NodeID, fromAddress: String, now: Instant,
+                              prng: inout SeededPRNG, into out: inout [NodeDirective]) {
+        let address = membership.record(of: from)?.address ?? fromAddress
+        let (ds, proofs) = replication.receive(m, from: from, address: address, ledger: &ledger, now: now)
+        out += ds
+        out += replication.publish(proofs, ledger, extra: [], peers: membership.alivePeers(), prng: &prng)
+    }
+
+    /// Appends one event of this node's own and publishes it to `extra` plus the fanout.
+    /// Returns false (with a notification) when the ledger refused it.
+    mutating func appendOwn(_ body: LedgerEventBody, extra: [(NodeID, String)], now: Instant, prng: inout SeededPRNG,
+                            into out: inout [NodeDirective]) -> LedgerRejection? {
+        let ds = ledger.append(body, now: now, signer: signer)
+        var published: [LedgerEvent] = []
+        for d in ds {
+            switch d {
+            case .persist(let events): out.append(.persistEvents(events))
+            case .publish(let events): published += events
+            case .rejected(_, let reason): return reason
+            case .equivocation, .acknowledge: break
+            }
+        }
+        out += replication.publish(published, ledger, extra: extra, peers: membership.alivePeers(), prng: &prng)
+        return nil
+    }
+
+    mutating func periodic(backends: LocalBackends, policy: SchedulingPolicy, now: Instant, prng: inout SeededPRNG,
+                           into out: inout [NodeDirective]) {
+        publishMetadata(backends: backends, policy: policy, now: now, into: &out)
+        out += replication.periodicRequest(ledger, peers: membership.alivePeers(), prng: &prng)
+        executor.prune(now: now)
+        out.append(.setTimer(.period, at: now + period))
+    }
+}

@@ -1,0 +1,226 @@
+/// Settings of a node machine that do not depend on the network.
+public struct NodeMachineConfig: Sendable {
+    /// This node's backends (none: a pure requester).
+    public var backends: [LocalBackendConfig]
+    public var policy: SchedulingPolicy
+    /// A request that cannot be placed waits at most this long (bounded by its deadline)
+    /// for a backend slot or an executor before it fails with 503 [60 s].
+    public var queueTimeout: Duration
+    /// Requests waiting for placement at once; past it new ones get 503 [256].
+    public var maxPending: Int
+    /// Requests this node handles at once, waiting or running [4096].
+    public var maxRequests: Int
+    /// Longest pause between two placement attempts of a waiting request [1 s].
+    public var maxRetryBackoff: Duration
+    /// Waiting requests retried at once when capacity shows up (a slot frees, a peer
+    /// advertises room) [8].
+    public var maxWakePerSignal: Int
+
+    public init(backends: [LocalBackendConfig] = [], policy: SchedulingPolicy = SchedulingPolicy(),
+                queueTimeout: Duration = .seconds(60), maxPending: Int = 256, maxRequests: Int = 4096,
+                maxRetryBackoff: Duration = .seconds(1), maxWakePerSignal: Int = 8) {
+        precondition(policy.violations.isEmpty, "the policy must be valid: \(policy.violations)")
+        precondition(queueTimeout >= .zero && maxPending >= 0 && maxRequests >= 1 && maxRetryBackoff > .zero && maxWakePerSignal >= 1)
+        self.backends = backends
+        self.policy = policy
+        self.queueTimeout = queueTimeout
+        self.maxPending = maxPending
+        self.maxRequests = maxRequests
+        self.maxRetryBackoff = maxRetryBackoff
+        self.maxWakePerSignal = maxWakePerSignal
+    }
+}
+
+/// One node of wwwserve as a single sans-I/O state machine (DESIGN.md §2): membership
+/// (SWIM gossip), the signed ledger and its anti-entropy, the executor's jobs, and every
+/// user request from the scheduling decision to the receipt.
+///
+/// Driving it (the node shell, or the simulator with a modelled engine):
+/// 1. `init`, then `handle(.start, now:)`.
+/// 2. Feed every input — peer messages, timers, user requests, stream events — to
+///    `handle(_:now:)` with the current time.
+/// 3. Execute the returned directives in order (see `NodeDirective`).
+///
+/// The machine never reads a clock, sleeps, touches the disk or the network, or draws
+/// unseeded randomness: the same inputs at the same times from the same seed give the
+/// same directives, byte for byte. Models: async-http-client's connection state machine
+/// (a node machine nesting request state machines), `SWIM.Instance`, raft's `Step`/`Ready`.
+///
+/// ```
+///  inputs ──▶ handle(input, now) ──▶ [directives]
+///   .userRequest      │ requester: decide → choose → offer round → relay → receipt
+///   .peerMessage      │ executor: answer offer → run job → publish receipt
+///   .stream(…)        │ membership, ledger anti-entropy, metadata
+///   .timer(…)         ▼
+///               .send / .openOffer / .runInference / .respond / .persist… / .setTimer
+/// ```
+public struct NodeMachine: Sendable {
+    public let config: NodeMachineConfig
+    var backends: LocalBackends
+    var net: NetworkState?
+    var prng: SeededPRNG
+    var requests: [RequestID: RequestLifecycle] = [:]
+    /// Requests waiting for placement, oldest first.
+    var waiting: [RequestID] = []
+    /// The request each requester-side stream belongs to.
+    var requestStreams: [StreamID: RequestID] = [:]
+    /// The request each offloaded job belongs to.
+    var jobRequests: [JobID: RequestID] = [:]
+    var nextStream: UInt64 = 1
+    public private(set) var phase: Phase = .idle
+
+    public enum Phase: Hashable, Sendable {
+        case idle, running, left
+    }
+
+    /// - Parameters:
+    ///   - network: nil for a standalone node (local backends only).
+    ///   - seed: the PRNG seed for every random choice (log it to replay a run).
+    public init(config: NodeMachineConfig, network: NetworkSetup?, seed: UInt64) {
+        self.config = config
+        backends = LocalBackends(config.backends)
+        prng = SeededPRNG(seed: seed ^ 0x5EED)
+        net = network.map { NetworkState($0, seed: seed) }
+    }
+
+    // MARK: Queries
+
+    /// This node's id (nil: standalone).
+    public var nodeID: NodeID? { net?.me }
+    public var membership: Membership? { net?.membership }
+    public var ledger: Ledger? { net?.ledger }
+    /// What restoring the stored events found (network nodes).
+    public var restoreSummary: LedgerRestoreSummary? { net?.restoreSummary }
+    /// This node may sign ledger events (its own chain is not behind any peer's view).
+    public var readyToAppend: Bool { net?.readyToAppend ?? false }
+    /// Balance minus credits reserved by running offloads.
+    public var spendable: Credits? { net?.spendable }
+    /// Models served here, in config order.
+    public var localModels: [ModelDescriptor] { backends.models }
+    public func servesLocally(_ model: String) -> Bool { backends.serves(model) }
+    /// Alive peers that advertise at least one model.
+    public var servingPeers: Int { net?.membership.alivePeers().filter { !$0.models.isEmpty }.count ?? 0 }
+    /// Models reachable through alive peers, by name.
+    public var networkModels: [ModelDescriptor] {
+        var seen = Set<String>()
+        return (net?.membership.alivePeers().flatMap(\.models) ?? []).filter { seen.insert($0.name).inserted }.sorted { $0.name < $1.name }
+    }
+    /// Requests in progress (waiting or running) and waiting for placement.
+    public var activeRequests: Int { requests.count }
+    public var waitingRequests: Int { waiting.count }
+    /// Offloaded jobs running here for peers.
+    public var acceptedJobs: Int { net?.executor.acceptedCount ?? 0 }
+    /// In-flight requests on a local backend.
+    public func inFlight(backend: String) -> Int { backends.inFlight(backend) }
+    /// The load of the healthy local backends serving `model`.
+    public func localLoad(model: String) -> LoadSnapshot? { backends.load(model: model) }
+    /// The stake this node declares.
+    public var declaredStake: Credits { net?.declaredStake ?? .zero }
+
+    /// The executor order step 2 would produce now for `model` (§6.2), drawn from the
+    /// caller's generator so that looking does not change the machine (tests, experiments).
+    public func executorOrder(model: String, excluding: [NodeID] = [], prng: inout SeededPRNG) -> [NodeID] {
+        net?.orderedExecutors(model: model, excluding: excluding, policy: config.policy, prng: &prng) ?? []
+    }
+
+    // MARK: Input
+
+    /// Handles one input at `now`; returns the directives to execute, in order.
+    public mutating func handle(_ input: NodeInput, now: Instant) -> [NodeDirective] {
+        var out: [NodeDirective] = []
+        switch input {
+        case .start: start(now: now, into: &out)
+        case .leave: leave(now: now, into: &out)
+        case .timer(let t): timer(t, now: now, into: &out)
+        case .peerMessage(let m, let from, let address): peerMessage(m, from: from, fromAddress: address, now: now, into: &out)
+        case .userRequest(let id, let spec): userRequest(id, spec, now: now, into: &out)
+        case .userGone(let id): userGone(id, now: now, into: &out)
+        case .stream(let s, let e): streamEvent(s, e, now: now, into: &out)
+        case .backendHealth(let b, let healthy, let kv): backendHealth(b, healthy: healthy, kv: kv, now: now, into: &out)
+        }
+        if phase == .running { net?.armMembershipTimer(into: &out) }
+        return out
+    }
+
+    private mutating func start(now: Instant, into out: inout [NodeDirective]) {
+        guard phase == .idle else { return }
+        phase = .running
+        guard net != nil else { return }
+        // Before `start` the membership only records the metadata in its first self-record.
+        net!.publishMetadata(backends: backends, policy: config.policy, now: now, into: &out)
+        let seeds = net!.seeds
+        NetworkState.translate(net!.membership.start(now: now, seeds: seeds), into: &out)
+        out.append(.setTimer(.period, at: now + net!.period))
+    }
+
+    private mutating func leave(now: Instant, into out: inout [NodeDirective]) {
+        guard phase == .running else { return }
+        phase = .left
+        guard net != nil else { return }
+        NetworkState.translate(net!.membership.leave(now: now), into: &out)
+    }
+
+    private mutating func timer(_ t: NodeTimer, now: Instant, into out: inout [NodeDirective]) {
+        switch t {
+        case .membership:
+            guard phase == .running, net != nil else { return }
+            net!.membershipFired(now: now, into: &out)
+        case .period:
+            guard phase == .running, net != nil else { return }
+            net!.periodic(backends: backends, policy: config.policy, now: now, prng: &prng, into: &out)
+        case .retry(let id): retryFired(id, now: now, into: &out)
+        case .offer(let s): offerTimedOut(s, now: now, into: &out)
+        case .deadline(let id): deadlinePassed(id, now: now, into: &out)
+        }
+    }
+
+    private mutating func peerMessage(_ m: PeerMessage, from: NodeID, fromAddress: String, now: Instant,
+                                      into out: inout [NodeDirective]) {
+        guard phase == .running, net != nil, from != net!.me else { return }
+        switch m {
+        case .membership(let mm):
+            var ds: [NodeDirective] = []
+            NetworkState.translate(net!.membership.receive(mm, from: from, fromAddress: fromAddress, now: now), into: &ds)
+            out += ds
+            peersChanged(ds, now: now, into: &out)
+        case .ledgerSync(let sync):
+            net!.receiveSync(sync, from: from, fromAddress: fromAddress, now: now, prng: &prng, into: &out)
+        case .offer(let offer):
+            let waitingByModel = waitingCounts()
+            let stream = makeStream()   // used only if the offer is accepted
+            net!.receiveOffer(offer, from: from, fromAddress: fromAddress, stream: stream,
+                              ownWaiting: { waitingByModel[$0] ?? 0 }, backends: &backends, policy: config.policy,
+                              now: now, prng: &prng, into: &out)
+        case .offerAnswer(let answer):
+            offerAnswered(answer, from: from, now: now, into: &out)
+        }
+    }
+
+    private mutating func streamEvent(_ s: StreamID, _ e: StreamEvent, now: Instant, into out: inout [NodeDirective]) {
+        if requestStreams[s] != nil {
+            requestStreamEvent(s, e, now: now, into: &out)
+        } else if net?.executor.job(on: s) != nil {
+            if let freed = net!.executorStream(s, e, backends: &backends, now: now, prng: &prng, into: &out) {
+                slotFreed(backend: freed, now: now, into: &out)
+            }
+        }
+    }
+
+    private mutating func backendHealth(_ b: String, healthy: Bool, kv: Double?, now: Instant, into out: inout [NodeDirective]) {
+        if backends.setHealth(b, healthy: healthy, kvCacheUsage: kv) { slotFreed(backend: b, now: now, into: &out) }
+    }
+
+    // MARK: Helpers
+
+    mutating func makeStream() -> StreamID {
+        defer { nextStream += 1 }
+        return StreamID(nextStream)
+    }
+
+    /// Waiting requests per model (own users waiting for placement).
+    func waitingCounts() -> [String: Int] {
+        var c: [String: Int] = [:]
+        for id in waiting { if let r = requests[id] { c[r.spec.model, default: 0] += 1 } }
+        return c
+    }
+}

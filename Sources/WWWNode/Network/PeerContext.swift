@@ -1,0 +1,82 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import WWWCore
+import WWWCrypto
+import WWWStore
+
+/// A network node's identity and I/O: key, SQLite store, envelope verifier, peer client.
+struct PeerContext: Sendable {
+    let key: NodeKey
+    let crypto: SwiftCryptoProvider
+    let store: EventStore<LedgerEvent>
+    let verifier: LockedEnvelopeVerifier
+    let genesis: Genesis
+    /// The address peers reach this node at.
+    let advertise: String
+    let client: HTTPClient
+    /// Deadline of one one-way peer call.
+    let peerTimeout: Duration
+
+    /// Opens the key, the genesis and the store, and builds the machine's network setup
+    /// from what the store holds (events, incarnation, job sequence).
+    static func open(config: NodeConfig, section: NetworkSection, logger: Logger) throws -> (PeerContext, NetworkSetup) {
+        let genesis = try loadGenesis(section.genesis)
+        let keyPath = section.keyFile ?? (config.node.dataDir as NSString).appendingPathComponent("node.key")
+        let key = try NodeKey.loadOrCreate(path: keyPath)
+        try FileManager.default.createDirectory(atPath: config.node.dataDir, withIntermediateDirectories: true)
+        let dbPath = (config.node.dataDir as NSString).appendingPathComponent("ledger.sqlite")
+        let store: EventStore<LedgerEvent>
+        let events: [LedgerEvent]
+        do {
+            store = try EventStore<LedgerEvent>(dataDirectory: config.node.dataDir)
+            events = try store.loadAll()
+        } catch {
+            throw ConfigError("cannot open the ledger database \(dbPath): \(error). If it is damaged, move it away and restart: the node fetches the network's events from its peers (events only this node held are lost).")
+        }
+        let restored = NodeRestoreState(events: events, incarnation: try nextIncarnation(store: store),
+                                        jobSequenceFloor: try jobSequenceFloor(store: store))
+        let advertise = section.advertise ?? "\(config.node.host):\(config.node.port)"
+        var mc = MembershipConfig()
+        mc.protocolPeriod = .milliseconds(section.gossipPeriodMs)
+        mc.probeTimeout = .milliseconds(max(section.gossipPeriodMs / 2, 50))
+        mc.loadPublishInterval = .milliseconds(section.gossipPeriodMs * 2)
+        // Re-contact a seed every 10 periods (at least 5 s): a seed that restarted alone,
+        // knowing nobody, is found again within that time.
+        mc.rejoinInterval = max(.seconds(5), .milliseconds(section.gossipPeriodMs * 10))
+        let crypto = SwiftCryptoProvider()
+        let setup = NetworkSetup(
+            genesis: genesis, signer: key, crypto: crypto, address: advertise,
+            seeds: Array(Set(genesis.seeds + section.join)).sorted(), membership: mc,
+            period: .milliseconds(section.gossipPeriodMs), declaredStake: config.policy.declaredStake, restored: restored)
+        let ctx = PeerContext(key: key, crypto: crypto, store: store, verifier: LockedEnvelopeVerifier(EnvelopeVerifier(crypto: crypto)),
+                              genesis: genesis, advertise: advertise, client: HTTPClient.shared,
+                              peerTimeout: .milliseconds(section.peerTimeoutMs))
+        return (ctx, setup)
+    }
+
+    static func loadGenesis(_ path: String) throws -> Genesis {
+        guard let data = FileManager.default.contents(atPath: path) else { throw ConfigError("cannot read genesis file '\(path)'") }
+        let g: Genesis
+        do { g = try JSONDecoder().decode(Genesis.self, from: data) } catch {
+            throw ConfigError("genesis file '\(path)' is not valid: \(error)")
+        }
+        if let p = g.problems.first { throw ConfigError("genesis file '\(path)': \(p)") }
+        return g
+    }
+
+    /// Incarnations only grow: max(stored + 1, wall-clock seconds), stored before use.
+    static func nextIncarnation(store: EventStore<LedgerEvent>) throws -> UInt64 {
+        let stored = UInt64(try store.state("incarnation") ?? "0") ?? 0
+        let next = max(stored + 1, UInt64(max(0, wallClockNow().nanoseconds / 1_000_000_000)))
+        try store.setState("incarnation", String(next))
+        return next
+    }
+
+    /// Job sequence numbers never repeat, even if the store was lost but the key kept: new
+    /// jobs start above the persisted ceiling and above the wall clock in microseconds.
+    static func jobSequenceFloor(store: EventStore<LedgerEvent>) throws -> UInt64 {
+        let stored = UInt64(try store.state("job_seq") ?? "0") ?? 0
+        return max(stored, UInt64(max(0, wallClockNow().nanoseconds / 1_000)))
+    }
+}

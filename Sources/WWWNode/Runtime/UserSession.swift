@@ -1,0 +1,300 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import WWWAPI
+import WWWBackends
+import WWWCore
+
+/// What the runtime tells a user's session (from the machine's `respond` directives).
+enum SessionCommand: Sendable {
+    /// Relay this stream; `executor` is the peer running it (nil: this node).
+    case commit(StreamID, executor: NodeID?)
+    /// The committed stream finished: end cleanly.
+    case complete
+    /// Nothing was committed: answer with this error.
+    case fail(APIError)
+    /// After the commit: end with an in-stream error event.
+    case abort(APIError)
+}
+
+/// One user request in the shell: its parsed body (the prompt never enters the machine)
+/// and the mailbox through which the runtime drives its response.
+///
+/// The mailbox has one reader at a time: the request handler until the commit, then the
+/// response body writer.
+final class UserSession: @unchecked Sendable {
+    let id: WWWCore.RequestID
+    let request: ChatCompletionRequest
+    let start = ContinuousClock.now
+    let mailbox: AsyncStream<SessionCommand>.Continuation
+    private let commands: SequentialBox<AsyncStream<SessionCommand>.Iterator>
+
+    init(id: WWWCore.RequestID, request: ChatCompletionRequest) {
+        self.id = id
+        self.request = request
+        let (stream, continuation) = AsyncStream<SessionCommand>.makeStream()
+        mailbox = continuation
+        commands = SequentialBox(stream.makeAsyncIterator())
+    }
+
+    /// The next command; nil when the mailbox ended or the task was cancelled.
+    func next() async -> SessionCommand? { await commands.value.next() }
+}
+
+/// Rewrites engine chunks into what the user sees: the node's id, created time and the
+/// user-facing model name; usage stripped from content chunks and sent once at the end
+/// when the user asked for it (`stream_options.include_usage`).
+struct ChunkRewriter: Sendable {
+    let id: String
+    let created: Int64
+    let model: String
+    let includeUsage: Bool
+
+    func rewrite(_ c: ChatCompletionChunk) -> [ChatCompletionChunk] {
+        guard !c.choices.isEmpty else { return [] }
+        return [ChatCompletionChunk(id: id, created: created, model: model, choices: c.choices, usage: nil)]
+    }
+
+    func usageChunk(_ usage: Usage?) -> ChatCompletionChunk? {
+        guard includeUsage else { return nil }
+        return ChatCompletionChunk(id: id, created: created, model: model, choices: [], usage: usage ?? Usage(promptTokens: 0, completionTokens: 0))
+    }
+}
+
+extension NodeRuntime {
+    static let sseHeaders: HTTPFields = [
+        .contentType: "text/event-stream",
+        .cacheControl: "no-cache",
+        HTTPField.Name("X-Accel-Buffering")!: "no",
+    ]
+
+    /// Runs a validated chat request through the machine and answers the user, streaming
+    /// or not, following the relay rules of DESIGN.md §6a.
+    /// - Parameter allowOffload: false when the user (header) or the operator (API key)
+    ///   forbids the prompt to leave this node.
+    func chat(_ request: ChatCompletionRequest, allowOffload: Bool, nodeName: String) async throws -> Response {
+        let session = open(request, allowOffload: allowOffload)
+        guard let first = await session.next() else {
+            submit(.userGone(session.id))
+            throw CancellationError()
+        }
+        switch first {
+        case .fail(let e):
+            throw e
+        case .commit(let s, let executor):
+            guard let head = takeStream(s) else { throw APIError.internal("the committed stream was not ready") }
+            let label = streamLabel(s)
+            metrics.ttft(.now - session.start, backend: label)
+            metrics.inFlight(backend: label, delta: 1)
+            let relay = Relay(runtime: self, session: session, stream: s, head: head, label: label,
+                              rewriter: ChunkRewriter(id: Self.completionID(), created: Int64(Date().timeIntervalSince1970),
+                                                      model: request.model, includeUsage: request.includeUsage))
+            let headers = Self.responseHeaders(node: nodeName, executor: executor)
+            return request.stream ? relay.streaming(headers) : try await relay.complete(headers)
+        case .complete, .abort:
+            throw APIError.internal("the machine ended a request it had not committed")
+        }
+    }
+
+    /// Registers a session and hands the request to the machine.
+    private func open(_ request: ChatCompletionRequest, allowOffload: Bool) -> UserSession {
+        let deadline = wallClockNow() + .milliseconds(Int64(config.node.requestTimeoutS * 1000))
+        let session: UserSession = lock.withLock {
+            let s = UserSession(id: WWWCore.RequestID(nextRequest), request: request)
+            nextRequest += 1
+            sessions[s.id] = s
+            return s
+        }
+        submit(.userRequest(session.id, UserRequestSpec(model: request.model, allowOffload: allowOffload, deadline: deadline)))
+        return session
+    }
+
+    /// `respond`: forwards the machine's decision to the session (under the lock).
+    func respond(_ id: WWWCore.RequestID, _ r: UserResponse) {
+        guard let session = sessions[id] else { return }
+        switch r {
+        case .commit(let s, let executor):
+            session.mailbox.yield(.commit(s, executor: executor))
+            return
+        case .complete:
+            session.mailbox.yield(.complete)
+        case .reject(let f):
+            session.mailbox.yield(.fail(apiError(f)))
+        case .abort(let f):
+            session.mailbox.yield(.abort(apiError(f)))
+        }
+        session.mailbox.finish()
+        sessions[id] = nil
+        for (s, e) in streams where e.owner == id { streams[s] = nil }
+    }
+
+    static func completionID() -> String {
+        "chatcmpl-" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(24)
+    }
+
+    /// `X-WWWServe-Node` (this node), `X-WWWServe-Executor` (who ran it) and
+    /// `X-WWWServe-Offloaded`.
+    static func responseHeaders(node: String, executor: NodeID?) -> HTTPFields {
+        var h = HTTPFields()
+        h[HTTPField.Name("X-WWWServe-Node")!] = node
+        h[HTTPField.Name("X-WWWServe-Executor")!] = executor?.hex ?? node
+        h[HTTPField.Name("X-WWWServe-Offloaded")!] = executor == nil ? "false" : "true"
+        return h
+    }
+}
+
+/// True the first time `set()` is called.
+final class OnceFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done = false
+    func set() -> Bool {
+        lock.withLock {
+            defer { done = true }
+            return !done
+        }
+    }
+}
+
+/// Relays one committed stream to its user and reports how it ended.
+struct Relay: Sendable {
+    let runtime: NodeRuntime
+    let session: UserSession
+    let stream: StreamID
+    let head: StreamHead
+    let label: String
+    let rewriter: ChunkRewriter
+    /// Metrics are recorded once per request, however it ends.
+    private let recorded = OnceFlag()
+
+    private var metrics: NodeMetrics { runtime.metrics }
+
+    /// An SSE response written chunk by chunk as the source yields them.
+    func streaming(_ headers: HTTPFields) -> Response {
+        var h = headers
+        for f in NodeRuntime.sseHeaders { h[f.name] = f.value }
+        return Response(status: .ok, headers: h, body: .init { writer in await self.relay(to: &writer) })
+    }
+
+    private func relay(to writer: inout any ResponseBodyWriter) async {
+        var acc = StreamAccumulator()
+        do {
+            for chunk in head.chunks {
+                acc.add(chunk)
+                try await Self.write(rewriter.rewrite(chunk), to: &writer)
+            }
+            while let chunk = try await nextChunk(&acc) {
+                try await Self.write(rewriter.rewrite(chunk), to: &writer)
+            }
+        } catch let e as SourceError {
+            return await ended(failure: e.error, acc: acc, writer: &writer)
+        } catch {
+            return clientGone(acc)
+        }
+        await ended(failure: nil, acc: acc, writer: &writer)
+    }
+
+    /// The source ended (cleanly or not): report it, then write what the machine says.
+    private func ended(failure: BackendError?, acc: StreamAccumulator, writer: inout any ResponseBodyWriter) async {
+        report(failure: failure, acc: acc)
+        do {
+            switch await session.next() {
+            case .complete?:
+                if let usage = rewriter.usageChunk(acc.usage) { try await Self.write([usage], to: &writer) }
+                try await writer.write(ByteBuffer(bytes: SSEWriter.done))
+                finish(status: 200, acc)
+            case .abort(let e)?, .fail(let e)?:
+                metrics.error(type: e.metricType)
+                runtime.logger.warning("stream failed after the first chunk", metadata: ["error": "\(e)"])
+                try await writer.write(ByteBuffer(bytes: SSEWriter.event(e.jsonData())))
+                finish(status: 200, acc)
+            case .commit?, nil:
+                finish(status: 499, acc)
+            }
+            try await writer.finish(nil)
+        } catch {
+            clientGone(acc)
+        }
+    }
+
+    /// A non-streaming `chat.completion`, built once the source finished.
+    func complete(_ headers: HTTPFields) async throws -> Response {
+        var acc = StreamAccumulator()
+        head.chunks.forEach { acc.add($0) }
+        var failure: BackendError?
+        do {
+            while try await nextChunk(&acc) != nil {}
+        } catch let e as SourceError {
+            failure = e.error
+        } catch {
+            clientGone(acc)
+            throw error
+        }
+        report(failure: failure, acc: acc)
+        switch await session.next() {
+        case .complete?:
+            finish(status: 200, acc)
+            let body = acc.completion(id: rewriter.id, created: rewriter.created, model: rewriter.model)
+            var h = headers
+            h[.contentType] = "application/json"
+            return Response(status: .ok, headers: h, body: .init(byteBuffer: ByteBuffer(data: try JSONEncoder.openAI.encode(body))))
+        case .abort(let e)?, .fail(let e)?:
+            finish(status: e.status, acc)
+            throw e
+        case .commit?, nil:
+            finish(status: 499, acc)
+            throw CancellationError()
+        }
+    }
+
+    /// A source error, as opposed to a failed write to the user.
+    struct SourceError: Error { let error: BackendError }
+
+    private func nextChunk(_ acc: inout StreamAccumulator) async throws -> ChatCompletionChunk? {
+        let chunk: ChatCompletionChunk?
+        do {
+            chunk = try await head.rest.value.next()
+        } catch {
+            throw SourceError(error: OpenAIBackend.map(error))
+        }
+        if let chunk {
+            acc.add(chunk)
+            if acc.chunks % 32 == 0, runtime.isCancelled(stream) { throw SourceError(error: .cancelled) }
+        }
+        return chunk
+    }
+
+    private func report(failure: BackendError?, acc: StreamAccumulator) {
+        if let failure {
+            runtime.streamFailed(stream, failure)
+        } else {
+            let usage = acc.usage.map { TokenUsage(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens) }
+            runtime.submit(.stream(stream, .finished(StreamOutcome(responseHash: [], usage: usage))))
+        }
+    }
+
+    /// The user went away: drop the source (which cancels the engine or peer request).
+    private func clientGone(_ acc: StreamAccumulator) {
+        head.rest.value = ChunkStream.empty.makeAsyncIterator()
+        metrics.upstreamCancelled(backend: label)
+        runtime.logger.info("client went away mid-stream; upstream cancelled", metadata: ["backend": "\(label)"])
+        runtime.submit(.userGone(session.id))
+        finish(status: 499, acc)
+    }
+
+    private func finish(status: Int, _ acc: StreamAccumulator) {
+        guard recorded.set() else { return }
+        metrics.inFlight(backend: label, delta: -1)
+        if status < 400 { metrics.request(endpoint: "chat", status: status) }
+        metrics.requestDuration(.now - session.start, backend: label)
+        if let u = acc.usage { metrics.tokens(prompt: u.promptTokens, completion: u.completionTokens, backend: label) }
+    }
+
+    private static func write(_ chunks: [ChatCompletionChunk], to writer: inout any ResponseBodyWriter) async throws {
+        guard !chunks.isEmpty else { return }
+        var bytes: [UInt8] = []
+        for c in chunks { bytes += SSEWriter.event(try JSONEncoder.openAI.encode(c)) }
+        try await writer.write(ByteBuffer(bytes: bytes))
+    }
+}

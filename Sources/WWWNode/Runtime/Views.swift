@@ -1,0 +1,42 @@
+import Foundation
+import WWWCore
+
+extension NodeRuntime {
+    /// This node's membership view for `wwwserve peers` and `GET /p2p/v1/peers`.
+    public func peersView() -> [PeerView] {
+        withMachine { m in
+            guard let membership = m.membership, let ledger = m.ledger, let me = m.nodeID else { return [] }
+            return membership.members.map { r in
+                PeerView(node: r.node.hex, address: r.address, status: r.status.rawValue, incarnation: r.incarnation,
+                         models: r.models.map(\.name), capacity: r.capacity, utilization: Double(r.utilizationPPM) / 1e6,
+                         accepting: r.accepting, stake: "\(ledger.effectiveStake(declared: r.stake, of: r.node))",
+                         balance: "\(ledger.balance(of: r.node))", isSelf: r.node == me)
+            }
+        }
+    }
+
+    /// Balances and stakes in this node's ledger view, for `wwwserve credits`. Computed
+    /// under the lock (no copy of the ledger escapes it); the event-set hash outside.
+    public func creditsView() -> CreditsView? {
+        guard let peer else { return nil }
+        let snapshot: (CreditsView, String)? = withMachine { m in
+            guard let ledger = m.ledger, let me = m.nodeID else { return nil }
+            let genesis = ledger.genesis
+            let stakes = Dictionary((m.membership?.members ?? []).map { ($0.node, $0.stake) }, uniquingKeysWith: { a, _ in a })
+            let nodes = Set(genesis.grants.keys).union(ledger.balances.keys).union(stakes.keys).sorted()
+            let rows = nodes.map { n -> CreditsView.Row in
+                let d = n == me ? m.declaredStake : (stakes[n] ?? .zero)
+                return CreditsView.Row(node: n.hex, balance: "\(ledger.balance(of: n))", balanceMicro: ledger.balance(of: n).micro,
+                                       declaredStake: "\(d)", effectiveStake: "\(ledger.effectiveStake(declared: d, of: n))",
+                                       equivocating: ledger.isEquivocating(n))
+            }
+            let view = CreditsView(network: genesis.networkID, me: me.hex, events: ledger.heldCount,
+                                   digest: Dictionary(uniqueKeysWithValues: ledger.digest().map { ($0.key.hex, $0.value) }),
+                                   eventSetHash: "", totalSupply: "\(genesis.totalSupply)", rows: rows)
+            return (view, ledger.heldEvents.map(\.idHex).sorted().joined())
+        }
+        guard var (view, ids) = snapshot else { return nil }
+        view.eventSetHash = Hex.encode(peer.crypto.sha256(Array(ids.utf8)))
+        return view
+    }
+}

@@ -1,0 +1,499 @@
+import Testing
+@testable import WWWCore
+
+// Exact-directive tests of the node machine: one input, the exact directives out
+// (DESIGN.md §2, §6). Time is NodeFx.t0 plus offsets; node 1 is the requester, 2 and 3
+// providers, unless a test says otherwise.
+
+private typealias F = NodeFx
+private let t0 = F.t0
+private func ms(_ n: Int64) -> Instant { t0 + .milliseconds(n) }
+private let r1 = RequestID(1), r2 = RequestID(2)
+private let s1 = StreamID(1), s2 = StreamID(2), s3 = StreamID(3)
+
+private func userJob(_ r: RequestID, backend: String = "local") -> InferenceJob {
+    InferenceJob(backend: backend, model: "m", owner: .user(r))
+}
+
+/// The offer node 1 sends for job #`seq` to `executor`, as the machine builds it.
+private func offer(to executor: UInt8, seq: UInt64 = 1, route: [NodeID] = [], deadline: Instant = t0 + .seconds(300)) -> OfferMessage {
+    OfferMessage(authorization: F.auth(requester: 1, executor: executor, seq: seq, expiresAt: deadline), route: route)
+}
+
+@Suite("Node machine: local requests")
+struct NodeMachineLocalTests {
+    @Test("a request with room runs locally: runInference, commit at first content, complete")
+    func happyPath() {
+        var m = F.standalone()
+        #expect(m.handle(.userRequest(r1, F.spec()), now: t0) == [
+            .setTimer(.deadline(r1), at: t0 + .seconds(300)),
+            .runInference(s1, userJob(r1)),
+        ])
+        #expect(m.inFlight(backend: "local") == 1)
+        #expect(m.handle(.stream(s1, .firstContent), now: ms(100)) == [.respond(r1, .commit(stream: s1, executor: nil))])
+        #expect(m.handle(.stream(s1, .firstContent), now: ms(110)) == [])
+        #expect(m.handle(.stream(s1, .finished(F.outcome())), now: ms(900)) == [
+            .respond(r1, .complete(stream: s1)),
+            .cancelTimer(.deadline(r1)),
+            .notify(.requestEnded(r1, failure: nil)),
+        ])
+        #expect(m.inFlight(backend: "local") == 0)
+        #expect(m.activeRequests == 0)
+        // Late events about a finished request change nothing.
+        #expect(m.handle(.stream(s1, .failed(.connectionLost)), now: ms(950)) == [])
+        #expect(m.handle(.timer(.deadline(r1)), now: t0 + .seconds(300)) == [])
+    }
+
+    @Test("an unknown model is a 404 before anything starts")
+    func unknownModel() {
+        var m = F.standalone()
+        #expect(m.handle(.userRequest(r1, F.spec("x")), now: t0) == [
+            .respond(r1, .reject(.modelNotFound(model: "x"))),
+            .notify(.requestEnded(r1, failure: .modelNotFound(model: "x"))),
+        ])
+    }
+
+    @Test("a standalone node at its admission limit answers 503 at once")
+    func overloaded() {
+        var m = F.standalone([F.backend(capacity: 1, limit: 1)])
+        _ = m.handle(.userRequest(r1, F.spec()), now: t0)
+        #expect(m.handle(.userRequest(r2, F.spec()), now: ms(1)) == [
+            .setTimer(.deadline(r2), at: t0 + .seconds(300)),
+            .respond(r2, .reject(.overloaded(model: "m"))),
+            .cancelTimer(.deadline(r2)),
+            .notify(.requestEnded(r2, failure: .overloaded(model: "m"))),
+        ])
+    }
+
+    @Test("below the admission limit a busy backend queues the request in the engine")
+    func queueLocal() {
+        var m = F.standalone([F.backend(capacity: 1, limit: 2)])
+        _ = m.handle(.userRequest(r1, F.spec()), now: t0)
+        #expect(m.handle(.userRequest(r2, F.spec()), now: ms(1)) == [
+            .setTimer(.deadline(r2), at: t0 + .seconds(300)),
+            .runInference(s2, userJob(r2)),
+        ])
+        #expect(m.localLoad(model: "m") == LoadSnapshot(running: 1, waiting: 1, capacity: 1))
+    }
+
+    @Test("a failure before the first byte fails over to another local backend; a client error does not")
+    func localFailover() {
+        var m = F.standalone([F.backend("a"), F.backend("b")])
+        _ = m.handle(.userRequest(r1, F.spec()), now: t0)   // runs on a (config order breaks the tie)
+        #expect(m.handle(.stream(s1, .failed(.httpStatus(500))), now: ms(50)) == [
+            .notify(.offer(.requester, .failover)),
+            .runInference(s2, userJob(r1, backend: "b")),
+        ])
+        #expect(m.inFlight(backend: "a") == 0 && m.inFlight(backend: "b") == 1)
+        // Every local backend has failed this request now: it fails with the last error.
+        #expect(m.handle(.stream(s2, .failed(.connectionLost)), now: ms(80)) == [
+            .notify(.offer(.requester, .failover)),
+            .respond(r1, .reject(.stream(s2, .connectionLost))),
+            .cancelTimer(.deadline(r1)),
+            .notify(.requestEnded(r1, failure: .stream(s2, .connectionLost))),
+        ])
+        _ = m.handle(.userRequest(r2, F.spec()), now: ms(100))
+        #expect(m.handle(.stream(s3, .failed(.httpStatus(400))), now: ms(120)) == [
+            .respond(r2, .reject(.stream(s3, .httpStatus(400)))),
+            .cancelTimer(.deadline(r2)),
+            .notify(.requestEnded(r2, failure: .stream(s3, .httpStatus(400)))),
+        ])
+    }
+
+    @Test("after the commit a failure ends the stream with an error (abort), never a clean end")
+    func failureAfterCommitAborts() {
+        var m = F.standalone()
+        _ = m.handle(.userRequest(r1, F.spec()), now: t0)
+        _ = m.handle(.stream(s1, .firstContent), now: ms(10))
+        #expect(m.handle(.stream(s1, .failed(.truncated)), now: ms(20)) == [
+            .respond(r1, .abort(.stream(s1, .truncated))),
+            .cancelTimer(.deadline(r1)),
+            .notify(.requestEnded(r1, failure: .stream(s1, .truncated))),
+        ])
+        #expect(m.inFlight(backend: "local") == 0)
+    }
+
+    @Test("a user who leaves cancels the engine request and frees the slot")
+    func userGone() {
+        var m = F.standalone()
+        _ = m.handle(.userRequest(r1, F.spec()), now: t0)
+        #expect(m.handle(.userGone(r1), now: ms(5)) == [
+            .cancelStream(s1),
+            .cancelTimer(.deadline(r1)),
+            .notify(.requestEnded(r1, failure: nil)),
+        ])
+        #expect(m.inFlight(backend: "local") == 0)
+        #expect(m.handle(.userGone(r1), now: ms(6)) == [])
+    }
+
+    @Test("the deadline rejects before the commit and aborts after it; an early timer is ignored")
+    func deadline() {
+        var m = F.standalone(), n = F.standalone()
+        let spec = F.spec(deadline: ms(1_000))
+        _ = m.handle(.userRequest(r1, spec), now: t0)
+        #expect(m.handle(.timer(.deadline(r1)), now: ms(999)) == [])
+        #expect(m.handle(.timer(.deadline(r1)), now: ms(1_000)) == [
+            .cancelStream(s1),
+            .respond(r1, .reject(.deadlineExceeded)),
+            .cancelTimer(.deadline(r1)),
+            .notify(.requestEnded(r1, failure: .deadlineExceeded)),
+        ])
+        _ = n.handle(.userRequest(r1, spec), now: t0)
+        _ = n.handle(.stream(s1, .firstContent), now: ms(10))
+        #expect(n.handle(.timer(.deadline(r1)), now: ms(1_000)) == [
+            .cancelStream(s1),
+            .respond(r1, .abort(.deadlineExceeded)),
+            .cancelTimer(.deadline(r1)),
+            .notify(.requestEnded(r1, failure: .deadlineExceeded)),
+        ])
+    }
+
+    @Test("a backend known to be down takes no requests; it takes them again on recovery")
+    func health() {
+        var m = F.standalone()
+        #expect(m.handle(.backendHealth(backend: "local", healthy: false, kvCacheUsage: nil), now: t0) == [])
+        #expect(m.handle(.userRequest(r1, F.spec()), now: ms(1)) == [
+            .setTimer(.deadline(r1), at: t0 + .seconds(300)),
+            .respond(r1, .reject(.backendUnavailable(model: "m"))),
+            .cancelTimer(.deadline(r1)),
+            .notify(.requestEnded(r1, failure: .backendUnavailable(model: "m"))),
+        ])
+        _ = m.handle(.backendHealth(backend: "local", healthy: true, kvCacheUsage: 0.2), now: ms(2))
+        #expect(m.handle(.userRequest(r2, F.spec()), now: ms(3)).contains(.runInference(s1, userJob(r2))))
+    }
+}
+
+@Suite("Node machine: offloading (requester)")
+struct NodeMachineRequesterTests {
+    /// Node 1 without backends, knowing 2 (stake 10) and 3 (stake 0: offered after 2).
+    func requester(queueTimeout: Duration = .seconds(60), maxPending: Int = 256) -> NodeMachine {
+        var m = F.networked(1, queueTimeout: queueTimeout, maxPending: maxPending)
+        _ = F.learn(&m, [F.record(2, stake: 10), F.record(3, stake: 0)])
+        return m
+    }
+
+    @Test("offload: job sequence persisted first, offer to the staked peer with its signed authorization")
+    func offers() {
+        var m = requester()
+        #expect(m.handle(.userRequest(r1, F.spec()), now: t0) == [
+            .setTimer(.deadline(r1), at: t0 + .seconds(300)),
+            .persistJobSequence(4),
+            .openOffer(s1, to: F.id(2), address: F.addr(2), offer(to: 2), request: r1),
+            .setTimer(.offer(s1), at: t0 + .seconds(2)),
+        ])
+        #expect(m.spendable == Credits(credits: 99))
+    }
+
+    @Test("rejected → next candidate; accepted → commit at first content with the executor; complete")
+    func rejectThenAccept() {
+        var m = requester()
+        _ = m.handle(.userRequest(r1, F.spec()), now: t0)
+        let job = F.job(1, 1)
+        let no = F.answer(job: job, requester: 1, executor: 2, reason: .overloaded, at: ms(100))
+        #expect(m.handle(.peerMessage(.offerAnswer(no), from: F.id(2), fromAddress: F.addr(2)), now: ms(100)) == [
+            .cancelTimer(.offer(s1)),
+            .notify(.offer(.requester, .rejected(.overloaded))),
+            .cancelStream(s1),
+            .openOffer(s2, to: F.id(3), address: F.addr(3), offer(to: 3), request: r1),
+            .setTimer(.offer(s2), at: ms(2_100)),
+        ])
+        let yes = F.answer(job: job, requester: 1, executor: 3, reason: nil, at: ms(200))
+        #expect(m.handle(.peerMessage(.offerAnswer(yes), from: F.id(3), fromAddress: F.addr(3)), now: ms(200)) == [
+            .cancelTimer(.offer(s2)),
+            .notify(.offer(.requester, .accepted)),
+        ])
+        // A repeated or stale answer changes nothing.
+        #expect(m.handle(.peerMessage(.offerAnswer(yes), from: F.id(3), fromAddress: F.addr(3)), now: ms(210)) == [])
+        #expect(m.handle(.stream(s2, .firstContent), now: ms(400)) == [.respond(r1, .commit(stream: s2, executor: F.id(3)))])
+        #expect(m.handle(.stream(s2, .finished(F.outcome())), now: ms(900)) == [
+            .respond(r1, .complete(stream: s2)),
+            .cancelTimer(.deadline(r1)),
+            .notify(.requestEnded(r1, failure: nil)),
+        ])
+        #expect(m.spendable == Credits(credits: 100))   // the receipt, not the relay, moves credits
+    }
+
+    @Test("answers that are not the executor's own are refused")
+    func forgedAnswers() {
+        var m = requester()
+        _ = m.handle(.userRequest(r1, F.spec()), now: t0)
+        let job = F.job(1, 1)
+        // Signed by 3 but claiming to be 2's answer, and sent by 2.
+        var forged = F.answer(job: job, requester: 1, executor: 2, reason: nil, at: ms(1))
+        forged.signer = F.id(3)
+        #expect(m.handle(.peerMessage(.offerAnswer(forged), from: F.id(2), fromAddress: F.addr(2)), now: ms(1)) == [
+            .notify(.peerMessageRefused(.offerAnswer, from: F.id(2), reason: "answer not signed by its executor")),
+        ])
+        // A valid answer relayed by someone else.
+        let relayed = F.answer(job: job, requester: 1, executor: 2, reason: nil, at: ms(2))
+        #expect(m.handle(.peerMessage(.offerAnswer(relayed), from: F.id(3), fromAddress: F.addr(3)), now: ms(2)) == [
+            .notify(.peerMessageRefused(.offerAnswer, from: F.id(3), reason: "answer not signed by its executor")),
+        ])
+    }
+
+    @Test("an offer's deadline moves on to the next candidate; an early timer is ignored")
+    func offerTimeout() {
+        var m = requester()
+        _ = m.handle(.userRequest(r1, F.spec()), now: t0)
+        #expect(m.handle(.timer(.offer(s1)), now: ms(1_999)) == [])
+        #expect(m.handle(.timer(.offer(s1)), now: ms(2_000)) == [
+            .cancelStream(s1),
+            .notify(.offer(.requester, .timedOut)),
+            .openOffer(s2, to: F.id(3), address: F.addr(3), offer(to: 3), request: r1),
+            .setTimer(.offer(s2), at: ms(4_000)),
+        ])
+    }
+
+    @Test("a refused connection moves on at once, without waiting for the offer timeout")
+    func unreachable() {
+        var m = requester()
+        _ = m.handle(.userRequest(r1, F.spec()), now: t0)
+        #expect(m.handle(.stream(s1, .failed(.connectionLost)), now: ms(3)) == [
+            .cancelTimer(.offer(s1)),
+            .cancelStream(s1),
+            .notify(.offer(.requester, .unreachable)),
+            .openOffer(s2, to: F.id(3), address: F.addr(3), offer(to: 3), request: r1),
+            .setTimer(.offer(s2), at: ms(2_003)),
+        ])
+    }
+
+    @Test("an executor that fails before the first byte is excluded; the job goes elsewhere with its route")
+    func failoverAcrossPeers() {
+        var m = requester()
+        _ = m.handle(.userRequest(r1, F.spec()), now: t0)
+        let job = F.job(1, 1)
+        _ = m.handle(.peerMessage(.offerAnswer(F.answer(job: job, requester: 1, executor: 2, reason: nil, at: ms(10))),
+                                  from: F.id(2), fromAddress: F.addr(2)), now: ms(10))
+        #expect(m.handle(.stream(s1, .failed(.connectionLost)), now: ms(500)) == [
+            .notify(.offer(.requester, .failover)),
+            .openOffer(s2, to: F.id(3), address: F.addr(3), offer(to: 3, route: [F.id(2)]), request: r1),
+            .setTimer(.offer(s2), at: ms(2_500)),
+        ])
+        #expect(m.spendable == Credits(credits: 99))
+    }
+
+    @Test("no executor takes it: the request waits, and capacity showing up in gossip wakes it")
+    func waitsAndWakes() {
+        var m = requester()
+        _ = m.handle(.userRequest(r1, F.spec()), now: t0)
+        let job = F.job(1, 1)
+        _ = m.handle(.peerMessage(.offerAnswer(F.answer(job: job, requester: 1, executor: 2, reason: .overloaded, at: ms(10))),
+                                  from: F.id(2), fromAddress: F.addr(2)), now: ms(10))
+        #expect(m.handle(.peerMessage(.offerAnswer(F.answer(job: job, requester: 1, executor: 3, reason: .policy, at: ms(20))),
+                                      from: F.id(3), fromAddress: F.addr(3)), now: ms(20)) == [
+            .cancelTimer(.offer(s2)),
+            .notify(.offer(.requester, .rejected(.policy))),
+            .cancelStream(s2),
+            .notify(.offer(.requester, .fallback(.candidatesExhausted))),
+            .setTimer(.retry(r1), at: ms(220)),
+        ])
+        #expect(m.waitingRequests == 1)
+        #expect(m.spendable == Credits(credits: 100))   // nothing reserved while waiting
+        // Node 2 publishes a record with room: the waiting request is offered again at once.
+        let fresh = F.record(2, stake: 10, incarnation: 2)
+        var view = fresh.value
+        view.status = .alive
+        #expect(F.learn(&m, [fresh], now: ms(100)) == [
+            .notify(.membership(.memberChanged(view))),
+            .cancelTimer(.retry(r1)),
+            .openOffer(s3, to: F.id(2), address: F.addr(2), offer(to: 2), request: r1),
+            .setTimer(.offer(s3), at: ms(2_100)),
+        ])
+        #expect(m.waitingRequests == 0)
+    }
+
+    @Test("the waiting request fails only at its placement deadline, with pauses that grow")
+    func placementDeadline() {
+        var m = F.networked(1, queueTimeout: .milliseconds(500))
+        _ = F.learn(&m, [F.record(2)])
+        _ = m.handle(.userRequest(r1, F.spec()), now: t0)
+        let job = F.job(1, 1)
+        let busy = { (at: Instant) in F.answer(job: job, requester: 1, executor: 2, reason: .overloaded, at: at) }
+        #expect(F.sansMembership(m.handle(.peerMessage(.offerAnswer(busy(ms(10))), from: F.id(2), fromAddress: F.addr(2)), now: ms(10))).last
+                == .setTimer(.retry(r1), at: ms(210)))
+        #expect(m.handle(.timer(.retry(r1)), now: ms(210)) == [
+            .openOffer(s2, to: F.id(2), address: F.addr(2), offer(to: 2), request: r1),
+            .setTimer(.offer(s2), at: ms(500)),   // the offer ends with the placement deadline
+        ])
+        #expect(m.handle(.peerMessage(.offerAnswer(busy(ms(220))), from: F.id(2), fromAddress: F.addr(2)), now: ms(220)).last
+                == .setTimer(.retry(r1), at: ms(500)))   // 400 ms, capped by the deadline
+        #expect(m.handle(.timer(.retry(r1)), now: ms(500)) == [
+            .notify(.offer(.requester, .fallback(.deadlineExceeded))),
+            .respond(r1, .reject(.noCapacity(model: "m"))),
+            .cancelTimer(.deadline(r1)),
+            .notify(.requestEnded(r1, failure: .noCapacity(model: "m"))),
+        ])
+        #expect(m.backoff(passes: 1) == .milliseconds(200))
+        #expect(m.backoff(passes: 4) == .seconds(1))
+        #expect(m.backoff(passes: 60) == .seconds(1))
+    }
+
+    @Test("the pending queue is bounded: past it, 503 at once")
+    func queueFull() {
+        var m = requester(maxPending: 1)
+        let job1 = F.job(1, 1), job2 = F.job(1, 2)
+        _ = m.handle(.userRequest(r1, F.spec()), now: t0)
+        _ = m.handle(.peerMessage(.offerAnswer(F.answer(job: job1, requester: 1, executor: 2, reason: .overloaded, at: ms(1))), from: F.id(2), fromAddress: F.addr(2)), now: ms(1))
+        _ = m.handle(.peerMessage(.offerAnswer(F.answer(job: job1, requester: 1, executor: 3, reason: .overloaded, at: ms(2))), from: F.id(3), fromAddress: F.addr(3)), now: ms(2))
+        #expect(m.waitingRequests == 1)
+        _ = m.handle(.userRequest(r2, F.spec()), now: ms(3))   // offers s3 to 2
+        _ = m.handle(.peerMessage(.offerAnswer(F.answer(job: job2, requester: 1, executor: 2, reason: .overloaded, at: ms(4))), from: F.id(2), fromAddress: F.addr(2)), now: ms(4))
+        let out = m.handle(.peerMessage(.offerAnswer(F.answer(job: job2, requester: 1, executor: 3, reason: .overloaded, at: ms(5))), from: F.id(3), fromAddress: F.addr(3)), now: ms(5))
+        #expect(Array(out.suffix(3)) == [
+            .respond(r2, .reject(.queueFull)),
+            .cancelTimer(.deadline(r2)),
+            .notify(.requestEnded(r2, failure: .queueFull)),
+        ])
+    }
+
+    @Test("a pinned request never leaves; a node that cannot pay says so")
+    func pinnedAndBroke() {
+        var m = requester()
+        #expect(m.handle(.userRequest(r1, F.spec(allowOffload: false)), now: t0) == [
+            .respond(r1, .reject(.offloadForbidden(model: "m"))),
+            .notify(.requestEnded(r1, failure: .offloadForbidden(model: "m"))),
+        ])
+        var poor = F.networked(6)   // node 6 has no grant
+        _ = F.learn(&poor, [F.record(2)])
+        #expect(poor.handle(.userRequest(r1, F.spec()), now: t0) == [
+            .setTimer(.deadline(r1), at: t0 + .seconds(300)),
+            .respond(r1, .reject(.cannotPay(balance: .zero, price: F.price))),
+            .cancelTimer(.deadline(r1)),
+            .notify(.requestEnded(r1, failure: .cannotPay(balance: .zero, price: F.price))),
+        ])
+        var lonely = F.networked(1)
+        #expect(lonely.handle(.userRequest(r1, F.spec()), now: t0) == [
+            .respond(r1, .reject(.noPeerServes(model: "m"))),
+            .notify(.requestEnded(r1, failure: .noPeerServes(model: "m"))),
+        ])
+    }
+
+    @Test("job sequence numbers are persisted a block ahead, before first use")
+    func jobSequenceBlocks() {
+        var m = F.networked(1, jobFloor: 10)   // block size 4 in the fixture
+        var out: [NodeDirective] = []
+        let jobs = (0..<5).map { _ in m.net!.newJob(into: &out) }
+        #expect(out == [.persistJobSequence(14), .persistJobSequence(18)])
+        #expect(jobs == (11...15).map { F.job(1, UInt64($0)) })
+    }
+}
+
+@Suite("Node machine: executor")
+struct NodeMachineExecutorTests {
+    /// Node 2 with one slot, knowing 1 (alive) and having heard its digest.
+    func executor(policy: SchedulingPolicy = F.policy(), capacity: Int = 1) -> NodeMachine {
+        var m = F.networked(2, backends: [F.backend(capacity: capacity, limit: 2 * capacity)], policy: policy)
+        _ = F.learn(&m, [F.record(1, models: [], accepting: false), F.record(4, models: [], accepting: false)])
+        _ = F.heardFrom(&m, 1)
+        return m
+    }
+
+    func send(_ m: inout NodeMachine, _ auth: Signed<PaymentAuthorization>, from: UInt8 = 1, at: Instant) -> [NodeDirective] {
+        m.handle(.peerMessage(.offer(OfferMessage(authorization: auth)), from: F.id(from), fromAddress: F.addr(from)), now: at)
+    }
+
+    @Test("accept: signed answer, run the job, and once delivered persist and push the receipt")
+    func acceptRunReceipt() {
+        var m = executor()
+        let auth = F.auth(requester: 1, executor: 2, seq: 7, expiresAt: ms(60_000))
+        let yes = F.answer(job: F.job(1, 7), requester: 1, executor: 2, reason: nil, at: ms(5))
+        #expect(send(&m, auth, at: ms(5)) == [
+            .send(.offerAnswer(yes), to: F.id(1), address: F.addr(1)),
+            .runInference(s1, InferenceJob(backend: "local", model: "m", owner: .peer(job: F.job(1, 7), requester: F.id(1)))),
+            .notify(.offer(.executor, .accepted)),
+        ])
+        #expect(m.acceptedJobs == 1)
+        #expect(m.handle(.stream(s1, .firstContent), now: ms(300)) == [])
+        let receipt = JobReceipt(authorization: auth, responseHash: F.outcome().responseHash, inputTokens: 3, outputTokens: 5)
+        let event = LedgerEvent(authorSeq: 1, createdAt: ms(1_000), body: .jobReceipt(receipt), signer: F.signer(2), crypto: F.crypto)
+        let push = LedgerSyncMessage(role: .push, digest: [F.id(2): 1], events: [event])
+        // The push goes to the requester and the fanout (node 4, the only other alive peer).
+        let out = m.handle(.stream(s1, .finished(F.outcome())), now: ms(1_000))
+        #expect(out.first == .persistEvents([event]))
+        #expect(out.dropFirst().prefix(2).contains(.send(.ledgerSync(push), to: F.id(1), address: F.addr(1))))
+        #expect(out.dropFirst().prefix(2).contains(.send(.ledgerSync(push), to: F.id(4), address: F.addr(4))))
+        #expect(out.last == .notify(.receiptRecorded(job: F.job(1, 7), requester: F.id(1))))
+        #expect(out.count == 4)
+        #expect(m.ledger?.balance(of: F.id(2)) == Credits(credits: 101))
+        #expect(m.ledger?.balance(of: F.id(1)) == Credits(credits: 99))
+        #expect(m.acceptedJobs == 0)
+        // The same job again is a duplicate, even after it ended.
+        let again = F.answer(job: F.job(1, 7), requester: 1, executor: 2, reason: .duplicateJob, at: ms(1_100))
+        #expect(send(&m, auth, at: ms(1_100)) == [
+            .send(.offerAnswer(again), to: F.id(1), address: F.addr(1)),
+            .notify(.offer(.executor, .rejected(.duplicateJob))),
+        ])
+    }
+
+    @Test("a failed or abandoned job frees its slot and is never receipted")
+    func abandoned() {
+        var m = executor()
+        _ = send(&m, F.auth(requester: 1, executor: 2, seq: 7, expiresAt: ms(60_000)), at: ms(5))
+        #expect(m.handle(.stream(s1, .failed(.connectionLost)), now: ms(200)) == [.cancelStream(s1)])
+        #expect(m.acceptedJobs == 0)
+        #expect(m.inFlight(backend: "local") == 0)
+        #expect(m.ledger?.heldCount == 0)
+    }
+
+    @Test("every rejection is a typed reason in a signed answer", arguments: [
+        ("bad authorization", OfferRejectionReason.badAuthorization),
+        ("wrong executor", .wrongExecutor),
+        ("expired", .expired),
+        ("insufficient funds", .insufficientFunds),
+        ("not serving", .notServing),
+        ("price too low", .priceTooLow),
+        ("overloaded", .overloaded),
+        ("policy", .policy),
+    ])
+    func rejections(_ label: String, _ reason: OfferRejectionReason) {
+        var policy = F.policy()
+        if reason == .priceTooLow { policy.priceAccepted = Credits(credits: 2) }
+        if reason == .policy { policy.acceptFrequency = 0 }
+        var m = executor(policy: policy)
+        var from: UInt8 = 1
+        var auth = F.auth(requester: 1, executor: 2, seq: 9, expiresAt: ms(60_000))
+        switch reason {
+        case .badAuthorization: auth = F.auth(requester: 1, executor: 2, seq: 9, expiresAt: ms(60_000), signedBy: 3)
+        case .wrongExecutor: auth = F.auth(requester: 1, executor: 3, seq: 9, expiresAt: ms(60_000))
+        case .expired: auth = F.auth(requester: 1, executor: 2, seq: 9, expiresAt: ms(5))
+        case .insufficientFunds:
+            from = 6   // no grant: balance 0
+            auth = F.auth(requester: 6, executor: 2, seq: 9, expiresAt: ms(60_000))
+        case .notServing: auth = F.auth(requester: 1, executor: 2, seq: 9, model: "x", expiresAt: ms(60_000))
+        case .overloaded: _ = send(&m, F.auth(requester: 1, executor: 2, seq: 8, expiresAt: ms(60_000)), at: ms(1))
+        default: break
+        }
+        let answer = Signed(OfferAnswer(job: auth.value.job, requester: F.id(from), executor: F.id(2), reason: reason, answeredAt: ms(5)),
+                            by: F.signer(2))
+        #expect(send(&m, auth, from: from, at: ms(5)) == [
+            .send(.offerAnswer(answer), to: F.id(from), address: F.addr(from)),
+            .notify(.offer(.executor, .rejected(reason))),
+        ], "\(label)")
+    }
+
+    @Test("credits promised to running jobs count against the requester's balance")
+    func promisedCredits() {
+        var g = F.genesis([1, 2])
+        g.grants[F.id(1)] = Credits(credits: 1)
+        var m = F.networked(2, backends: [F.backend(capacity: 4, limit: 8)], genesis: g)
+        _ = F.learn(&m, [F.record(1, models: [], accepting: false)])
+        _ = F.heardFrom(&m, 1)
+        _ = send(&m, F.auth(requester: 1, executor: 2, seq: 1, expiresAt: ms(60_000)), at: ms(1))
+        let second = send(&m, F.auth(requester: 1, executor: 2, seq: 2, expiresAt: ms(60_000)), at: ms(2))
+        #expect(second.last == .notify(.offer(.executor, .rejected(.insufficientFunds))))
+    }
+
+    @Test("a node that has not heard any digest while peers are alive signs nothing: catchingUp")
+    func catchingUp() {
+        var m = F.networked(2, backends: [F.backend()])
+        _ = F.learn(&m, [F.record(1, models: [], accepting: false)])
+        #expect(!m.readyToAppend)
+        let auth = F.auth(requester: 1, executor: 2, seq: 3, expiresAt: ms(60_000))
+        #expect(send(&m, auth, at: ms(5)).last == .notify(.offer(.executor, .rejected(.catchingUp))))
+        _ = F.heardFrom(&m, 1, now: ms(6))
+        #expect(m.readyToAppend)
+        // A peer's digest showing more of our own chain than we hold blocks signing again.
+        _ = m.handle(.peerMessage(.ledgerSync(LedgerSyncMessage(role: .push, digest: [F.id(2): 3])), from: F.id(1), fromAddress: F.addr(1)), now: ms(7))
+        #expect(!m.readyToAppend)
+    }
+}
