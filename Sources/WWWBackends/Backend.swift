@@ -127,4 +127,12 @@ public protocol Backend: Sendable {
 
     /// Health, URL, pid and load for `/ready` and scheduling.
     func status() async -> BackendStatus
+
+    /// A cheap health check for the node's periodic probe (no load scraping): the
+    /// engine is up and answers. Defaults to `status().healthy`.
+    func isHealthy() async -> Bool
+}
+
+extension Backend {
+    public func isHealthy() async -> Bool { await status().healthy }
 }

@@ -6,12 +6,12 @@ import WWWAPI
 /// A stream of chunks from an engine or a peer. Iterating it may throw `BackendError`;
 /// dropping the iterator (or cancelling the consuming task) cancels the upstream request.
 ///
-/// Two sources: an engine's SSE response body, parsed lazily inside `next()` so a chunk
-/// goes from the socket to the user without an extra task hop; or an
-/// `AsyncThrowingStream` fed by a producer (offload relays with failover, tests).
+/// Two sources: an engine's or a peer's SSE response body, parsed lazily inside `next()` so
+/// a chunk goes from the socket to the user without an extra task hop (the socket's own
+/// backpressure applies); or a producer-fed stream (scripted backends in tests), bounded:
+/// a producer too far ahead of its reader fails the stream instead of dropping chunks.
 public struct ChunkStream: AsyncSequence, Sendable {
     public typealias Element = ChatCompletionChunk
-    public typealias Continuation = AsyncThrowingStream<ChatCompletionChunk, any Error>.Continuation
 
     enum Source: Sendable {
         case stream(AsyncThrowingStream<ChatCompletionChunk, any Error>)
@@ -20,17 +20,56 @@ public struct ChunkStream: AsyncSequence, Sendable {
 
     let source: Source
 
+    /// Chunks a producer may be ahead of its reader. Past it the stream fails loudly
+    /// (`BackendError.failed`): a chunk is never dropped silently.
+    public static let producerBuffer = 256
+
+    /// The producer's side of a stream built with `init(_:)` or `makeStream()`.
+    public struct Continuation: Sendable {
+        let inner: AsyncThrowingStream<ChatCompletionChunk, any Error>.Continuation
+
+        /// Adds a chunk. Returns false when the stream is over: the reader went away, or it
+        /// fell `producerBuffer` chunks behind — then the stream ends with an error after
+        /// the buffered chunks, and the producer must stop.
+        @discardableResult
+        public func yield(_ chunk: ChatCompletionChunk) -> Bool {
+            switch inner.yield(chunk) {
+            case .enqueued: return true
+            case .dropped:
+                inner.finish(throwing: BackendError.failed("the reader fell \(ChunkStream.producerBuffer) chunks behind the producer"))
+                return false
+            case .terminated: return false
+            @unknown default: return false
+            }
+        }
+
+        public func finish() { inner.finish() }
+        public func finish(throwing error: any Error) { inner.finish(throwing: error) }
+
+        /// Runs when the reader stops reading (cancelled) or the stream ends.
+        public var onTermination: (@Sendable (AsyncThrowingStream<ChatCompletionChunk, any Error>.Continuation.Termination) -> Void)? {
+            get { inner.onTermination }
+            nonmutating set { inner.onTermination = newValue }
+        }
+    }
+
     /// A stream fed through a continuation, like `AsyncThrowingStream { continuation in … }`.
     public init(_ build: (Continuation) -> Void) {
-        source = .stream(AsyncThrowingStream(bufferingPolicy: .bufferingNewest(256), build))
+        source = .stream(AsyncThrowingStream(bufferingPolicy: .bufferingOldest(Self.producerBuffer)) { build(Continuation(inner: $0)) })
     }
 
     init(source: Source) { self.source = source }
 
+    /// A pull-based stream: `produce` runs each time the reader wants the next chunk (nil
+    /// ends the stream), so the producer can never run ahead of its reader.
+    public init(unfolding produce: @escaping @Sendable () async throws -> ChatCompletionChunk?) {
+        source = .stream(AsyncThrowingStream(unfolding: produce))
+    }
+
     /// A stream and its continuation.
     public static func makeStream() -> (ChunkStream, Continuation) {
-        let (s, c) = AsyncThrowingStream<ChatCompletionChunk, any Error>.makeStream(bufferingPolicy: .bufferingNewest(256))
-        return (ChunkStream(source: .stream(s)), c)
+        let (s, c) = AsyncThrowingStream<ChatCompletionChunk, any Error>.makeStream(bufferingPolicy: .bufferingOldest(producerBuffer))
+        return (ChunkStream(source: .stream(s)), Continuation(inner: c))
     }
 
     /// An engine's `text/event-stream` body of `chat.completion.chunk`s; `onEnd` runs once

@@ -93,6 +93,13 @@ public final class ManagedLlamaCppBackend: Backend, Service, @unchecked Sendable
         return s
     }
 
+    /// Up while the supervisor has the engine running (it knows at once when the process
+    /// exits; no HTTP probe to a busy engine).
+    public func isHealthy() async -> Bool {
+        if case .running = current { return true }
+        return false
+    }
+
     // MARK: supervision
 
     /// Runs until cancelled or graceful shutdown: start, watch, restart.

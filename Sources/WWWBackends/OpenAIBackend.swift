@@ -191,6 +191,12 @@ public final class OpenAIBackend: Backend, @unchecked Sendable {
         return BackendStatus(name: name, kind: kind, healthy: healthy, url: base, pid: nil, load: load, restarts: 0, lastError: lastError)
     }
 
+    /// `GET /health` (or `/v1/models`) only; no `/metrics` scrape.
+    public func isHealthy() async -> Bool {
+        guard let base = baseURL else { return false }
+        return (try? await probeHealth(base)) ?? false
+    }
+
     /// `GET /health` (llama.cpp, vLLM, SGLang) falling back to `GET /v1/models` (Ollama, others).
     func probeHealth(_ base: String) async throws -> Bool {
         for path in ["/health", "/v1/models"] {

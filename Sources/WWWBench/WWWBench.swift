@@ -15,9 +15,10 @@ public struct BenchCommand: AsyncParsableCommand {
             the node adds, and requests/s through the node relative to direct calls.
             e2e: the real model (a managed llama.cpp engine); generated tokens/s through the node \
             relative to calling the engine directly, same prompts, temperature 0, fixed seed.
+            machine: the node machine's CPU cost per request, no I/O.
             All traffic stays on 127.0.0.1.
             """,
-        subcommands: [OverheadCommand.self, E2ECommand.self])
+        subcommands: [OverheadCommand.self, E2ECommand.self, MachineCommand.self])
 
     public init() {}
 }

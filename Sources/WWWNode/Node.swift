@@ -81,6 +81,9 @@ public final class Node: Sendable {
     /// Runs until SIGTERM/SIGINT (or task cancellation). `onListening` gets the bound port.
     public func run(onListening: (@Sendable (Int) async -> Void)? = nil) async throws {
         try FileManager.default.createDirectory(atPath: config.node.dataDir, withIntermediateDirectories: true)
+        // The machine runs before the server accepts its first request (`start` is idempotent;
+        // the runtime service only waits for shutdown then).
+        runtime.start()
         let http = NodeHTTP(config: config, pool: pool, metrics: metrics, nodeName: name, logger: logger, runtime: runtime)
         let logger = self.logger
         let app = Application(

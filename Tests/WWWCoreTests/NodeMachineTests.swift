@@ -435,6 +435,20 @@ struct NodeMachineExecutorTests {
         #expect(m.ledger?.heldCount == 0)
     }
 
+    @Test("a job whose authorization expired while it ran is abandoned by the period sweep")
+    func expiredJobsAreSwept() {
+        var m = executor()
+        _ = send(&m, F.auth(requester: 1, executor: 2, seq: 7, expiresAt: ms(500)), at: ms(5))
+        #expect(m.acceptedJobs == 1)
+        let out = m.handle(.timer(.period), now: ms(1_000))
+        #expect(out.first == .cancelStream(s1))
+        #expect(out.contains(.setTimer(.period, at: ms(2_000))))
+        #expect(m.acceptedJobs == 0)
+        #expect(m.inFlight(backend: "local") == 0)
+        // The engine's late end changes nothing: no receipt for an expired authorization.
+        #expect(m.handle(.stream(s1, .finished(F.outcome())), now: ms(1_100)) == [])
+    }
+
     @Test("every rejection is a typed reason in a signed answer", arguments: [
         ("bad authorization", OfferRejectionReason.badAuthorization),
         ("wrong executor", .wrongExecutor),

@@ -34,20 +34,8 @@ struct ScriptedBackend: Backend {
 
     func chat(_ request: ChatCompletionRequest, model: BackendModel) async throws -> ChunkStream {
         if let beforeHead { throw beforeHead }
-        let steps = self.steps
-        return ChunkStream { c in
-            let t = Task {
-                for s in steps {
-                    switch s {
-                    case .chunk(let ch): c.yield(ch)
-                    case .fail(let e): c.finish(throwing: e); return
-                    case .sleep(let d): try? await Task.sleep(for: d)
-                    }
-                }
-                c.finish()
-            }
-            c.onTermination = { _ in t.cancel() }
-        }
+        let cursor = StepCursor(steps)
+        return ChunkStream(unfolding: { try await cursor.next() })
     }
 
     func status() async -> BackendStatus {
@@ -64,6 +52,26 @@ struct ScriptedBackend: Backend {
         chunk(nil, role: "assistant"), chunk("Hel"), chunk("lo"), chunk(nil, finish: "stop"),
         chunk(nil, usage: Usage(promptTokens: 4, completionTokens: 2)),
     ]
+}
+
+/// Plays a backend's script one step per pull (so the node's reading pace is the script's).
+final class StepCursor: @unchecked Sendable {
+    private let lock = NSLock()
+    private var steps: ArraySlice<ScriptedBackend.Step>
+    init(_ steps: [ScriptedBackend.Step]) { self.steps = steps[...] }
+
+    private func pop() -> ScriptedBackend.Step? { lock.withLock { steps.popFirst() } }
+
+    func next() async throws -> ChatCompletionChunk? {
+        while let step = pop() {
+            switch step {
+            case .chunk(let c): return c
+            case .fail(let e): throw e
+            case .sleep(let d): try await Task.sleep(for: d)
+            }
+        }
+        return nil
+    }
 }
 
 func makeApp(_ backend: ScriptedBackend, keys: [NodeConfig.APIKey] = [], maxBody: Int = 4096, admission: Int = 4) -> some ApplicationProtocol {
@@ -175,6 +183,28 @@ struct NodeHTTPTests {
                 #expect(!events.contains("[DONE]"))
                 #expect(events.last?.contains("upstream_error") == true)
             }
+        }
+    }
+
+    /// Reasoning models stream thousands of chunks before any content; a hostile engine or
+    /// peer may never send any. Neither may crash the node (it once hit a precondition).
+    @Test func manyChunksBeforeContentAreFineAndEndlessOnesFailCleanly() async throws {
+        let empty = ScriptedBackend.chunk(nil, role: "assistant")
+        let long = ScriptedBackend(steps: Array(repeating: empty, count: 20_000) + ScriptedBackend.happy)
+        try await makeApp(long).test(.router) { client in
+            try await client.execute(uri: "/v1/chat/completions", method: .post, body: ByteBuffer(string: chatBody)) { r in
+                #expect(r.status == .ok)
+                #expect(String(buffer: r.body).contains("Hello"))
+            }
+        }
+        let endless = ScriptedBackend(steps: Array(repeating: empty, count: 100_001))
+        try await makeApp(endless).test(.router) { client in
+            try await client.execute(uri: "/v1/chat/completions", method: .post, body: ByteBuffer(string: streamBody)) { r in
+                #expect(r.status == .badGateway)
+                #expect(errorCode(r.body) == "upstream_error")
+            }
+            // The node is still up.
+            try await client.execute(uri: "/health", method: .get) { r in #expect(r.status == .ok) }
         }
     }
 

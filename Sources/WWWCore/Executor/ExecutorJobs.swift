@@ -79,4 +79,10 @@ struct ExecutorJobs: Sendable {
     mutating func prune(now: Instant) {
         receipted = receipted.filter { $0.value > now }
     }
+
+    /// Accepted jobs whose authorization expired: they can no longer be paid, so whatever
+    /// still runs them is abandoned (a bound on the table, whatever the driver missed).
+    func expired(now: Instant) -> [StreamID] {
+        accepted.values.filter { $0.authorization.value.expiresAt <= now }.map(\.stream).sorted()
+    }
 }

@@ -221,8 +221,11 @@ struct NetworkState: Sendable {
         return nil
     }
 
-    mutating func periodic(backends: LocalBackends, policy: SchedulingPolicy, now: Instant, prng: inout SeededPRNG,
+    mutating func periodic(backends: inout LocalBackends, policy: SchedulingPolicy, now: Instant, prng: inout SeededPRNG,
                            into out: inout [NodeDirective]) {
+        for s in executor.expired(now: now) {
+            _ = executorStream(s, .failed(.deadlineExceeded), backends: &backends, now: now, prng: &prng, into: &out)
+        }
         publishMetadata(backends: backends, policy: policy, now: now, into: &out)
         out += replication.periodicRequest(ledger, peers: membership.alivePeers(), prng: &prng)
         executor.prune(now: now)

@@ -167,7 +167,7 @@ public struct NodeMachine: Sendable {
             net!.membershipFired(now: now, into: &out)
         case .period:
             guard phase == .running, net != nil else { return }
-            net!.periodic(backends: backends, policy: config.policy, now: now, prng: &prng, into: &out)
+            net!.periodic(backends: &backends, policy: config.policy, now: now, prng: &prng, into: &out)
         case .retry(let id): retryFired(id, now: now, into: &out)
         case .offer(let s): offerTimedOut(s, now: now, into: &out)
         case .deadline(let id): deadlinePassed(id, now: now, into: &out)

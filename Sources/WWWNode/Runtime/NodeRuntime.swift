@@ -212,32 +212,37 @@ public final class NodeRuntime: Service, @unchecked Sendable {
 
     // MARK: Backend health
 
-    /// Probes each backend's health and KV usage and tells the machine, so requests never
-    /// wait on an engine known to be down and flow again on the first good probe. A
-    /// backend counts as down after two failed probes in a row (a busy engine may miss one);
-    /// probes run every 2 s, every 250 ms while a backend is down.
+    /// Probes each backend's health (cheaply: a managed engine's supervisor state, an HTTP
+    /// engine's `/health`) and tells the machine, so requests never wait on an engine known
+    /// to be down and flow again on the first good probe. A backend counts as down after
+    /// two failed probes in a row (a busy engine may miss one); probes run every 5 s, every
+    /// 250 ms while a backend is down. `/ready` also reports what it sees, KV usage included.
     private func probeBackends() async {
         while !Task.isCancelled {
             var anyDown = false
             for e in pool.entries {
-                let s = await e.backend.status()
-                anyDown = !noteHealth(s) || anyDown
+                let healthy = await e.backend.isHealthy()
+                anyDown = !noteHealth(name: e.backend.name, healthy: healthy, kvCacheUsage: nil) || anyDown
             }
-            try? await Task.sleep(for: anyDown ? .milliseconds(250) : .seconds(2))
+            try? await Task.sleep(for: anyDown ? .milliseconds(250) : .seconds(5))
         }
     }
 
-    /// Records one probe of a backend (also from `/ready`); returns whether the machine
-    /// now counts it as up.
+    /// Records one probe of a backend; returns whether it is up.
     @discardableResult
-    func noteHealth(_ s: BackendStatus) -> Bool {
-        metrics.backendHealthy(s.healthy, backend: s.name)
+    func noteHealth(name: String, healthy: Bool, kvCacheUsage: Double?) -> Bool {
+        metrics.backendHealthy(healthy, backend: name)
         let up: Bool = lock.withLock {
-            failedProbes[s.name] = s.healthy ? 0 : (failedProbes[s.name] ?? 0) + 1
-            return (failedProbes[s.name] ?? 0) < 2
+            failedProbes[name] = healthy ? 0 : (failedProbes[name] ?? 0) + 1
+            return (failedProbes[name] ?? 0) < 2
         }
-        submit(.backendHealth(backend: s.name, healthy: up, kvCacheUsage: s.load.kvCacheUsage))
-        return up && s.healthy
+        submit(.backendHealth(backend: name, healthy: up, kvCacheUsage: kvCacheUsage))
+        return up && healthy
+    }
+
+    /// Records what `/ready` saw of a backend.
+    func noteHealth(_ s: BackendStatus) {
+        noteHealth(name: s.name, healthy: s.healthy, kvCacheUsage: s.load.kvCacheUsage)
     }
 
     // MARK: Views

@@ -64,8 +64,8 @@ extension NodeRuntime {
         case .peerMessageRefused(let kind, let from, let reason):
             metrics.peerMessage(kind: kind.rawValue, outcome: "refused")
             logger.debug("peer message refused", metadata: ["kind": "\(kind)", "from": "\(from)", "reason": "\(reason)"])
-        case .requestEnded:
-            break
+        case .requestEnded(let id, _):
+            endSession(id)
         }
     }
 

@@ -22,6 +22,8 @@ struct StreamEntry {
     enum State {
         /// The engine request or the offer is under way in this task.
         case starting(Task<Void, Never>)
+        /// The user's session starts the engine request and reads it itself.
+        case inSession
         /// First content was read; waiting for the machine to commit it to its user.
         case ready(StreamHead)
         /// The user's session relays it.
@@ -60,21 +62,12 @@ extension NodeRuntime {
         let backend = entry.backend
         switch job.owner {
         case .user(let id):
-            guard let request = sessions[id]?.request else { return failLater(s, .connectionLost) }
-            let task = Task { await self.startUserStream(s, backend: backend, model: model, request: request) }
-            streams[s] = StreamEntry(state: .starting(task), owner: id, label: backend.name)
+            guard let session = sessions[id] else { return failLater(s, .connectionLost) }
+            streams[s] = StreamEntry(state: .inSession, owner: id, label: backend.name)
+            session.mailbox.yield(.run(s, backend, model))
         case .peer(let job, _):
             guard let inbox = offerInbox[job] else { return failLater(s, .connectionLost) }
             inbox.start(stream: s, backend: backend, model: model)
-        }
-    }
-
-    private func startUserStream(_ s: StreamID, backend: any Backend, model: BackendModel, request: ChatCompletionRequest) async {
-        do {
-            let stream = try await backend.chat(request, model: model)
-            await readHead(s, stream.makeAsyncIterator())
-        } catch {
-            streamFailed(s, OpenAIBackend.map(error))
         }
     }
 
@@ -87,13 +80,17 @@ extension NodeRuntime {
         var head: [ChatCompletionChunk] = []
         do {
             while let chunk = try await box.value.next() {
-                if Task.isCancelled { throw BackendError.cancelled }
+                if Task.isCancelled || (head.count % 64 == 0 && isCancelled(s)) { throw BackendError.cancelled }
                 head.append(chunk)
                 if chunk.carriesContentOrFinish {
                     let parked: Bool = lock.withLock {
-                        guard case .starting = streams[s]?.state else { return false }
-                        streams[s]!.state = .ready(StreamHead(chunks: head, rest: box))
-                        return true
+                        switch streams[s]?.state {
+                        case .starting?, .inSession?:
+                            streams[s]!.state = .ready(StreamHead(chunks: head, rest: box))
+                            return true
+                        default:
+                            return false
+                        }
                     }
                     if parked { submit(.stream(s, .firstContent)) }
                     return
@@ -129,9 +126,12 @@ extension NodeRuntime {
         switch e.state {
         case .starting(let task): task.cancel()
         case .ready, .closed: break
-        case .taken: e.cancelled = true
+        case .taken, .inSession: e.cancelled = true
         }
-        if case .taken = e.state {} else { e.state = .closed }
+        switch e.state {
+        case .taken, .inSession: break
+        default: e.state = .closed
+        }
         streams[s] = e
     }
 

@@ -9,6 +9,9 @@ import WWWCore
 
 /// What the runtime tells a user's session (from the machine's `respond` directives).
 enum SessionCommand: Sendable {
+    /// Start the request on this local backend and read it to its first content, in the
+    /// session's own task (no task hop between the engine socket and the user).
+    case run(StreamID, any Backend, BackendModel)
     /// Relay this stream; `executor` is the peer running it (nil: this node).
     case commit(StreamID, executor: NodeID?)
     /// The committed stream finished: end cleanly.
@@ -24,23 +27,19 @@ enum SessionCommand: Sendable {
 ///
 /// The mailbox has one reader at a time: the request handler until the commit, then the
 /// response body writer.
-final class UserSession: @unchecked Sendable {
+final class UserSession: Sendable {
     let id: WWWCore.RequestID
     let request: ChatCompletionRequest
     let start = ContinuousClock.now
-    let mailbox: AsyncStream<SessionCommand>.Continuation
-    private let commands: SequentialBox<AsyncStream<SessionCommand>.Iterator>
+    let mailbox = Mailbox<SessionCommand>()
 
     init(id: WWWCore.RequestID, request: ChatCompletionRequest) {
         self.id = id
         self.request = request
-        let (stream, continuation) = AsyncStream<SessionCommand>.makeStream()
-        mailbox = continuation
-        commands = SequentialBox(stream.makeAsyncIterator())
     }
 
     /// The next command; nil when the mailbox ended or the task was cancelled.
-    func next() async -> SessionCommand? { await commands.value.next() }
+    func next() async -> SessionCommand? { await mailbox.next() }
 }
 
 /// Rewrites engine chunks into what the user sees: the node's id, created time and the
@@ -76,26 +75,44 @@ extension NodeRuntime {
     ///   forbids the prompt to leave this node.
     func chat(_ request: ChatCompletionRequest, allowOffload: Bool, nodeName: String) async throws -> Response {
         let session = open(request, allowOffload: allowOffload)
-        guard let first = await session.next() else {
-            submit(.userGone(session.id))
-            throw CancellationError()
+        // Bounded: each pass consumes a command the machine sent for this request, and the
+        // machine starts at most `maxFailovers + 1` local attempts per request.
+        for _ in 0...(SchedulingPolicy.maxFailoversLimit + 2) {
+            guard let command = await session.next() else {
+                submit(.userGone(session.id))
+                throw CancellationError()
+            }
+            switch command {
+            case .run(let s, let backend, let model):
+                do {
+                    let stream = try await backend.chat(request, model: model)
+                    await readHead(s, stream.makeAsyncIterator())
+                } catch {
+                    streamFailed(s, OpenAIBackend.map(error))
+                }
+            case .fail(let e):
+                throw e
+            case .commit(let s, let executor):
+                return try await respond(session, committed: s, executor: executor, nodeName: nodeName)
+            case .complete, .abort:
+                throw APIError.internal("the machine ended a request it had not committed")
+            }
         }
-        switch first {
-        case .fail(let e):
-            throw e
-        case .commit(let s, let executor):
-            guard let head = takeStream(s) else { throw APIError.internal("the committed stream was not ready") }
-            let label = streamLabel(s)
-            metrics.ttft(.now - session.start, backend: label)
-            metrics.inFlight(backend: label, delta: 1)
-            let relay = Relay(runtime: self, session: session, stream: s, head: head, label: label,
-                              rewriter: ChunkRewriter(id: Self.completionID(), created: Int64(Date().timeIntervalSince1970),
-                                                      model: request.model, includeUsage: request.includeUsage))
-            let headers = Self.responseHeaders(node: nodeName, executor: executor)
-            return request.stream ? relay.streaming(headers) : try await relay.complete(headers)
-        case .complete, .abort:
-            throw APIError.internal("the machine ended a request it had not committed")
-        }
+        submit(.userGone(session.id))
+        throw APIError.internal("the request was started more often than the failover limit allows")
+    }
+
+    private func respond(_ session: UserSession, committed s: StreamID, executor: NodeID?, nodeName: String) async throws -> Response {
+        let request = session.request
+        guard let head = takeStream(s) else { throw APIError.internal("the committed stream was not ready") }
+        let label = streamLabel(s)
+        metrics.ttft(.now - session.start, backend: label)
+        metrics.inFlight(backend: label, delta: 1)
+        let relay = Relay(runtime: self, session: session, stream: s, head: head, label: label,
+                          rewriter: ChunkRewriter(id: Self.completionID(), created: Int64(Date().timeIntervalSince1970),
+                                                  model: request.model, includeUsage: request.includeUsage))
+        let headers = Self.responseHeaders(node: nodeName, executor: executor)
+        return request.stream ? relay.streaming(headers) : try await relay.complete(headers)
     }
 
     /// Registers a session and hands the request to the machine.
@@ -126,8 +143,16 @@ extension NodeRuntime {
             session.mailbox.yield(.abort(apiError(f)))
         }
         session.mailbox.finish()
-        sessions[id] = nil
-        for (s, e) in streams where e.owner == id { streams[s] = nil }
+    }
+
+    /// The machine is done with request `id` (`requestEnded`, under the lock): drop its
+    /// session and streams. A session still waiting sees its mailbox end.
+    func endSession(_ id: WWWCore.RequestID) {
+        sessions.removeValue(forKey: id)?.mailbox.finish()
+        for (s, e) in streams where e.owner == id {
+            if case .starting(let task) = e.state { task.cancel() }
+            streams[s] = nil
+        }
     }
 
     static func completionID() -> String {
@@ -209,7 +234,7 @@ struct Relay: Sendable {
                 runtime.logger.warning("stream failed after the first chunk", metadata: ["error": "\(e)"])
                 try await writer.write(ByteBuffer(bytes: SSEWriter.event(e.jsonData())))
                 finish(status: 200, acc)
-            case .commit?, nil:
+            case .commit?, .run?, nil:
                 finish(status: 499, acc)
             }
             try await writer.finish(nil)
@@ -242,7 +267,7 @@ struct Relay: Sendable {
         case .abort(let e)?, .fail(let e)?:
             finish(status: e.status, acc)
             throw e
-        case .commit?, nil:
+        case .commit?, .run?, nil:
             finish(status: 499, acc)
             throw CancellationError()
         }
