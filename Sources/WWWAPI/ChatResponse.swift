@@ -28,11 +28,17 @@ public struct Usage: Codable, Hashable, Sendable {
 public struct ChunkDelta: Codable, Hashable, Sendable {
     public var role: String?
     public var content: String?
+    /// Reasoning text (vLLM, SGLang and DeepSeek-style engines stream a model's thinking as
+    /// `reasoning_content`), relayed as it comes.
+    public var reasoningContent: String?
 
-    public init(role: String? = nil, content: String? = nil) {
+    public init(role: String? = nil, content: String? = nil, reasoningContent: String? = nil) {
         self.role = role
         self.content = content
+        self.reasoningContent = reasoningContent
     }
+
+    enum CodingKeys: String, CodingKey { case role, content, reasoningContent = "reasoning_content" }
 }
 
 /// One choice of a `chat.completion.chunk`.
@@ -54,7 +60,9 @@ public struct ChunkChoice: Codable, Hashable, Sendable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         index = try c.decodeIfPresent(Int.self, forKey: .index) ?? 0
         delta = try c.decodeIfPresent(ChunkDelta.self, forKey: .delta) ?? ChunkDelta()
-        finishReason = try c.decodeIfPresent(String.self, forKey: .finishReason)
+        // Only a real reason ends a stream: "" (seen from some engines) is no finish.
+        let f = try c.decodeIfPresent(String.self, forKey: .finishReason)
+        finishReason = (f?.isEmpty ?? true) ? nil : f
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -106,10 +114,12 @@ public struct ChatCompletionChunk: Codable, Hashable, Sendable {
         if let usage { try c.encode(usage, forKey: .usage) }
     }
 
-    /// True when any choice carries content or a finish reason: the first such chunk is
-    /// when the node commits its HTTP status to the user (§6a).
+    /// True when any choice carries content, reasoning or a finish reason: the first such
+    /// chunk is when the node commits its HTTP status to the user (§6a) and its TTFT.
     public var carriesContentOrFinish: Bool {
-        choices.contains { ($0.delta.content?.isEmpty == false) || $0.finishReason != nil }
+        choices.contains {
+            ($0.delta.content?.isEmpty == false) || ($0.delta.reasoningContent?.isEmpty == false) || $0.finishReason != nil
+        }
     }
 }
 
@@ -118,6 +128,16 @@ public struct ChatCompletion: Codable, Hashable, Sendable {
     public struct Message: Codable, Hashable, Sendable {
         public var role: String
         public var content: String
+        /// The model's reasoning, when the engine streamed any.
+        public var reasoningContent: String?
+
+        public init(role: String, content: String, reasoningContent: String? = nil) {
+            self.role = role
+            self.content = content
+            self.reasoningContent = reasoningContent
+        }
+
+        enum CodingKeys: String, CodingKey { case role, content, reasoningContent = "reasoning_content" }
     }
     public struct Choice: Codable, Hashable, Sendable {
         public var index: Int
@@ -140,7 +160,50 @@ public struct ChatCompletion: Codable, Hashable, Sendable {
     public var created: Int64
     public var model: String
     public var choices: [Choice]
-    public var usage: Usage
+    /// nil (JSON `null`) when the engine reported no usage: unknown, never a false zero.
+    public var usage: Usage?
+
+    enum CodingKeys: String, CodingKey { case id, object, created, model, choices, usage }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(object, forKey: .object)
+        try c.encode(created, forKey: .created)
+        try c.encode(model, forKey: .model)
+        try c.encode(choices, forKey: .choices)
+        try c.encode(usage, forKey: .usage)
+    }
+}
+
+/// The last chunk of a stream whose user asked for usage (`stream_options.include_usage`):
+/// no choices, and `usage` — JSON `null` when the engine reported none.
+public struct FinalUsageChunk: Encodable, Sendable {
+    public var id: String
+    public var object = "chat.completion.chunk"
+    public var created: Int64
+    public var model: String
+    public var choices: [ChunkChoice] = []
+    public var usage: Usage?
+
+    public init(id: String, created: Int64, model: String, usage: Usage?) {
+        self.id = id
+        self.created = created
+        self.model = model
+        self.usage = usage
+    }
+
+    enum CodingKeys: String, CodingKey { case id, object, created, model, choices, usage }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(object, forKey: .object)
+        try c.encode(created, forKey: .created)
+        try c.encode(model, forKey: .model)
+        try c.encode(choices, forKey: .choices)
+        try c.encode(usage, forKey: .usage)
+    }
 }
 
 /// A model entry of `GET /v1/models`.
@@ -171,6 +234,7 @@ public struct ModelList: Codable, Hashable, Sendable {
 /// never summed — DESIGN.md §6a).
 public struct StreamAccumulator: Sendable {
     public private(set) var content = ""
+    public private(set) var reasoning = ""
     public private(set) var finishReason: String?
     public private(set) var usage: Usage?
     public private(set) var chunks = 0
@@ -186,16 +250,20 @@ public struct StreamAccumulator: Sendable {
                 content += c
                 sawContent = true
             }
+            if let r = choice.delta.reasoningContent, !r.isEmpty {
+                reasoning += r
+                sawContent = true
+            }
             if let f = choice.finishReason { finishReason = f }
         }
     }
 
-    /// The final `chat.completion`. When the upstream sent no usage, completion tokens are
-    /// unknown and reported as 0.
+    /// The final `chat.completion`. When the upstream sent no usage it is `null` (unknown).
     public func completion(id: String, created: Int64, model: String) -> ChatCompletion {
-        ChatCompletion(
+        let message = ChatCompletion.Message(role: "assistant", content: content, reasoningContent: reasoning.isEmpty ? nil : reasoning)
+        return ChatCompletion(
             id: id, object: "chat.completion", created: created, model: model,
-            choices: [.init(index: 0, message: .init(role: "assistant", content: content), finishReason: finishReason ?? "stop", logprobs: nil)],
-            usage: usage ?? Usage(promptTokens: 0, completionTokens: 0))
+            choices: [.init(index: 0, message: message, finishReason: finishReason ?? "stop", logprobs: nil)],
+            usage: usage)
     }
 }

@@ -78,3 +78,67 @@ public enum SSEWriter {
     public static let done: [UInt8] = Array("data: [DONE]\n\n".utf8)
     public static func comment(_ text: String) -> [UInt8] { Array(": \(text)\n\n".utf8) }
 }
+
+/// Repairs JSON text from engines that split a character's UTF-16 surrogate pair across
+/// chunks (a lone `\uD83D` escape, which strict JSON decoders reject): every `\uXXXX`
+/// escape of a surrogate without its partner becomes `\uFFFD` (U+FFFD REPLACEMENT
+/// CHARACTER), as a lenient reader would decode it.
+public enum JSONText {
+    /// The repaired text, or nil when it has no lone surrogate escape.
+    public static func replacingLoneSurrogates(_ text: String) -> String? {
+        let u = Array(text.utf8)
+        var out: [UInt8] = []
+        var changed = false
+        var i = 0
+        var inString = false
+        func hex(at j: Int) -> UInt16? {
+            guard j + 4 <= u.count else { return nil }
+            var v: UInt16 = 0
+            for k in j..<(j + 4) {
+                let c = u[k]
+                let d: UInt16
+                switch c {
+                case 0x30...0x39: d = UInt16(c - 0x30)
+                case 0x41...0x46: d = UInt16(c - 0x41 + 10)
+                case 0x61...0x66: d = UInt16(c - 0x61 + 10)
+                default: return nil
+                }
+                v = v << 4 | d
+            }
+            return v
+        }
+        func isEscape(at j: Int) -> UInt16? {
+            guard j + 1 < u.count, u[j] == 0x5C, u[j + 1] == 0x75 else { return nil }   // \u
+            return hex(at: j + 2)
+        }
+        let replacement = Array("\\ufffd".utf8)
+        while i < u.count {
+            let c = u[i]
+            if !inString {
+                if c == 0x22 { inString = true }
+                out.append(c)
+                i += 1
+                continue
+            }
+            if c == 0x22 { inString = false; out.append(c); i += 1; continue }
+            guard c == 0x5C, i + 1 < u.count else { out.append(c); i += 1; continue }
+            if let v = isEscape(at: i) {
+                if (0xD800...0xDBFF).contains(v), let w = isEscape(at: i + 6), (0xDC00...0xDFFF).contains(w) {
+                    out.append(contentsOf: u[i..<(i + 12)])
+                    i += 12
+                } else if (0xD800...0xDFFF).contains(v) {
+                    out.append(contentsOf: replacement)
+                    changed = true
+                    i += 6
+                } else {
+                    out.append(contentsOf: u[i..<(i + 6)])
+                    i += 6
+                }
+            } else {
+                out.append(contentsOf: u[i..<(i + 2)])   // any other escape, e.g. \\ or \"
+                i += 2
+            }
+        }
+        return changed ? String(decoding: out, as: UTF8.self) : nil
+    }
+}

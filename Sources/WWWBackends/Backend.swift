@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Foundation
 import WWWAPI
 import WWWCore
 
@@ -72,6 +73,10 @@ public enum BackendError: Error, Hashable, Sendable, CustomStringConvertible {
     case truncated
     /// The user went away; the upstream request was cancelled.
     case cancelled
+    /// The engine answered with an error — a non-200 status, or an in-band
+    /// `data: {"error": …}` event — carried as the engine said it (status, message, type,
+    /// code, param, Retry-After), so the user sees the engine's own error.
+    case upstream(UpstreamError)
 
     public var description: String {
         switch self {
@@ -82,6 +87,7 @@ public enum BackendError: Error, Hashable, Sendable, CustomStringConvertible {
         case .failed(let m): return "upstream failed: \(m)"
         case .truncated: return "upstream stream ended without a finish reason"
         case .cancelled: return "request cancelled"
+        case .upstream(let e): return "upstream error \(e.status): \(e.message)"
         }
     }
 
@@ -90,6 +96,7 @@ public enum BackendError: Error, Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .unavailable, .overloaded, .timeout, .failed, .truncated: return true
         case .rejected, .cancelled: return false
+        case .upstream(let e): return e.status == 429 || e.status >= 500
         }
     }
 
@@ -104,7 +111,98 @@ public enum BackendError: Error, Hashable, Sendable, CustomStringConvertible {
         case .failed(let m): return .upstream("The backend failed: \(m)")
         case .truncated: return .upstream("The backend's stream ended before the answer was complete.")
         case .cancelled: return APIError(status: 499, message: "Request cancelled.", type: "invalid_request_error", code: "cancelled")
+        case .upstream(let e): return e.apiError
         }
+    }
+}
+
+/// An engine's error as it sent it (OpenAI error shape, HTTP status, Retry-After).
+public struct UpstreamError: Hashable, Sendable {
+    /// The engine's HTTP status, or the status an in-band error event named (`code` when
+    /// numeric, else from its `type`).
+    public var status: Int
+    public var message: String
+    public var type: String?
+    public var code: String?
+    public var param: String?
+    /// Whole seconds, from `Retry-After` (seconds or HTTP-date) or `retry-after-ms`.
+    public var retryAfter: Int?
+
+    public init(status: Int, message: String, type: String? = nil, code: String? = nil, param: String? = nil, retryAfter: Int? = nil) {
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.retryAfter = retryAfter
+    }
+
+    /// What the user sees: a 4xx as the engine said it (param and code kept, 429 with its
+    /// Retry-After); 503 as 503 + Retry-After; 504 as 504; any other 5xx as 502 with the
+    /// engine's message.
+    public var apiError: APIError {
+        switch status {
+        case 429:
+            return APIError(status: 429, message: message, type: type ?? "rate_limit_error", param: param, code: code ?? "rate_limit_exceeded",
+                            retryAfter: retryAfter ?? 1)
+        case 400..<500:
+            return APIError(status: status, message: message, type: type ?? "invalid_request_error", param: param, code: code ?? "upstream_rejected")
+        case 503: return .overloaded("The backend is overloaded: \(message)", retryAfter: retryAfter ?? 1)
+        case 504: return .upstreamTimeout("The backend did not answer in time: \(message)")
+        default: return .upstream("The backend failed: \(message)")
+        }
+    }
+
+    /// Parses an OpenAI-shaped error body (`{"error": {…}}`, `{"error": "…"}` or
+    /// `{"message": …}`); nil when it is not one.
+    public static func parse(_ json: JSONValue, status: Int?, retryAfter: Int?) -> UpstreamError? {
+        guard case .object(let o) = json else { return nil }
+        func string(_ v: JSONValue?) -> String? {
+            switch v {
+            case .string(let s)?: return s
+            case .int(let n)?: return String(n)
+            default: return nil
+            }
+        }
+        var fields = o
+        if case .object(let e)? = o["error"] { fields = e }
+        else if case .string(let m)? = o["error"] { return UpstreamError(status: status ?? 502, message: m, retryAfter: retryAfter) }
+        else if o["error"] == nil && status == nil { return nil }
+        let type = string(fields["type"])
+        let code = string(fields["code"])
+        var s = status
+        if s == nil, case .int(let n)? = fields["code"], (400...599).contains(n) { s = Int(n) }
+        if s == nil {
+            s = switch type {
+            case "invalid_request_error"?: 400
+            case "authentication_error"?: 401
+            case "not_found_error"?: 404
+            case "rate_limit_error"?, "rate_limit_exceeded"?: 429
+            default: 502
+            }
+        }
+        return UpstreamError(status: s!, message: string(fields["message"]) ?? "HTTP \(s!)", type: type,
+                             code: (code.flatMap { Int($0) } != nil) ? nil : code, param: string(fields["param"]), retryAfter: retryAfter)
+    }
+}
+
+/// `Retry-After` in all its forms (RFC 9110 §10.2.3: delay-seconds or HTTP-date) and the
+/// `retry-after-ms` header some OpenAI-compatible servers send; whole seconds, at least 1.
+public enum RetryAfter {
+    public static func seconds(retryAfter: String?, retryAfterMs: String?, now: Date = Date()) -> Int? {
+        if let ms = retryAfterMs.flatMap({ Double($0.trimmingCharacters(in: .whitespaces)) }), ms.isFinite, ms >= 0 {
+            return max(1, Int((ms / 1000).rounded(.up)))
+        }
+        guard let v = retryAfter?.trimmingCharacters(in: .whitespaces), !v.isEmpty else { return nil }
+        if let s = Double(v), s.isFinite, s >= 0 { return max(1, Int(s.rounded(.up))) }
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "GMT")
+        for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
+            f.dateFormat = format
+            if let d = f.date(from: v) { return max(1, Int(d.timeIntervalSince(now).rounded(.up))) }
+        }
+        return nil
     }
 }
 

@@ -189,16 +189,29 @@ struct SSEChunkIterator {
         return nil
     }
 
+    /// One SSE payload: `[DONE]`, an in-band error event (an error, never an empty chunk),
+    /// or a chunk (lone surrogate escapes repaired as U+FFFD).
     private mutating func consume(_ payload: String) throws {
         if payload == "[DONE]" { done = true; return }
+        if payload.contains("\"error\""), let e = Self.errorEvent(payload) { throw BackendError.upstream(e) }
         let chunk: ChatCompletionChunk
         do {
             chunk = try decoder.decode(ChatCompletionChunk.self, from: Data(payload.utf8))
         } catch {
-            if let msg = OpenAIBackend.upstreamMessage(payload), payload.contains("\"error\"") { throw BackendError.failed(msg) }
-            throw BackendError.failed("malformed chunk: \(payload.prefix(200))")
+            guard let repaired = JSONText.replacingLoneSurrogates(payload),
+                  let c = try? decoder.decode(ChatCompletionChunk.self, from: Data(repaired.utf8)) else {
+                throw BackendError.failed("malformed chunk: \(payload.prefix(200))")
+            }
+            chunk = c
         }
         if chunk.choices.contains(where: { $0.finishReason != nil }) { finished = true }
         pending.append(chunk)
+    }
+
+    /// `{"error": …}` at the top level of an event.
+    static func errorEvent(_ payload: String) -> UpstreamError? {
+        guard let v = try? JSONDecoder().decode(JSONValue.self, from: Data(payload.utf8)),
+              case .object(let o) = v, o["error"] != nil else { return nil }
+        return UpstreamError.parse(v, status: nil, retryAfter: nil)
     }
 }

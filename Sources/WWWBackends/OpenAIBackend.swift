@@ -125,16 +125,21 @@ public final class OpenAIBackend: Backend, @unchecked Sendable {
         return response
     }
 
-    /// Maps a non-200 engine response to a `BackendError`, reading at most 64 KiB of body.
+    /// Maps a non-200 engine response to a `BackendError`, reading at most 64 KiB of body:
+    /// 503 → overloaded (with its Retry-After), 408/504 → timeout, any other status keeps
+    /// the engine's error as it was (`upstream`: message, type, code, param, Retry-After).
     public static func statusError(_ response: HTTPClientResponse) async -> BackendError {
         let text = (try? await response.body.collect(upTo: 64 << 10)).map { String(buffer: $0) } ?? ""
-        let message = Self.upstreamMessage(text) ?? "HTTP \(response.status.code)"
-        let retryAfter = response.headers.first(name: "Retry-After").flatMap { Int($0) }.map { max(1, $0) } ?? 1
-        switch response.status.code {
-        case 429, 503: return .overloaded(message, retryAfter: retryAfter)
+        let retryAfter = RetryAfter.seconds(retryAfter: response.headers.first(name: "Retry-After"),
+                                            retryAfterMs: response.headers.first(name: "retry-after-ms"))
+        let status = Int(response.status.code)
+        let json = text.data(using: .utf8).flatMap { try? JSONDecoder().decode(JSONValue.self, from: $0) }
+        let parsed = json.flatMap { UpstreamError.parse($0, status: status, retryAfter: retryAfter) }
+        let message = parsed?.message ?? Self.upstreamMessage(text) ?? "HTTP \(status)"
+        switch status {
+        case 503: return .overloaded(message, retryAfter: retryAfter ?? 1)
         case 408, 504: return .timeout(message)
-        case 400..<500: return .rejected(status: Int(response.status.code), message: message)
-        default: return .failed(message)
+        default: return .upstream(parsed ?? UpstreamError(status: status, message: message, retryAfter: retryAfter))
         }
     }
 

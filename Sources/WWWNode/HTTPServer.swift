@@ -166,6 +166,9 @@ public struct NodeHTTP: Sendable {
             throw APIError.bodyTooLarge(limit: limit)
         } catch is NIOTooManyBytesError {
             throw APIError.bodyTooLarge(limit: limit)
+        } catch {
+            // A malformed (e.g. badly chunked) or cut body is the client's fault.
+            throw APIError.invalidRequest("The request body could not be read: \(error)", code: "invalid_body")
         }
         let chat = try ChatCompletionRequest.parse(Data(buffer: bytes))
         // A streaming response notices a disconnect when it writes. A non-streaming one

@@ -39,3 +39,44 @@ import WWWBackends
         #expect(count == 5_000)
     }
 }
+
+/// Engine errors keep their status, message, param and code; Retry-After in every form.
+@Suite struct UpstreamErrorTests {
+    func parse(_ json: String, status: Int? = nil) -> UpstreamError? {
+        UpstreamError.parse(try! JSONDecoder().decode(JSONValue.self, from: Data(json.utf8)), status: status, retryAfter: nil)
+    }
+
+    @Test func aContextLengthErrorKeepsParamAndCode() {
+        let e = parse(#"{"error":{"message":"too long","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#, status: 400)
+        let api = e?.apiError
+        #expect(api?.status == 400)
+        #expect(api?.param == "messages")
+        #expect(api?.code == "context_length_exceeded")
+        #expect(api?.message == "too long")
+    }
+
+    @Test func inBandErrorEventsGetTheirStatusFromCodeOrType() {
+        #expect(parse(#"{"error":{"message":"boom","type":"server_error","code":500}}"#)?.status == 500)
+        #expect(parse(#"{"error":{"message":"slow down","type":"rate_limit_error"}}"#)?.apiError.status == 429)
+        #expect(parse(#"{"error":"plain text"}"#)?.apiError.status == 502)
+        #expect(parse(#"{"choices":[]}"#) == nil)
+    }
+
+    @Test func rateLimitsStay429WithRetryAfter() {
+        var e = UpstreamError(status: 429, message: "slow down", retryAfter: 7)
+        #expect(e.apiError.status == 429 && e.apiError.retryAfter == 7)
+        e.retryAfter = nil
+        #expect(e.apiError.retryAfter == 1)
+    }
+
+    @Test func retryAfterInEveryForm() {
+        let now = Date(timeIntervalSince1970: 1_700_000_000)
+        #expect(RetryAfter.seconds(retryAfter: "5", retryAfterMs: nil, now: now) == 5)
+        #expect(RetryAfter.seconds(retryAfter: "0", retryAfterMs: nil, now: now) == 1)
+        #expect(RetryAfter.seconds(retryAfter: nil, retryAfterMs: "1500", now: now) == 2)
+        #expect(RetryAfter.seconds(retryAfter: "9", retryAfterMs: "200", now: now) == 1)
+        // 1_700_000_030 is Tue, 14 Nov 2023 22:13:50 GMT.
+        #expect(RetryAfter.seconds(retryAfter: "Tue, 14 Nov 2023 22:13:50 GMT", retryAfterMs: nil, now: now) == 30)
+        #expect(RetryAfter.seconds(retryAfter: "soon", retryAfterMs: nil, now: now) == nil)
+    }
+}

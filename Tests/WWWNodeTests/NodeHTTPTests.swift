@@ -118,7 +118,7 @@ struct NodeHTTPTests {
                 #expect(c.model == "m")
                 #expect(c.choices[0].message.content == "Hello")
                 #expect(c.choices[0].finishReason == "stop")
-                #expect(c.usage.totalTokens == 6)
+                #expect(c.usage?.totalTokens == 6)
             }
         }
     }

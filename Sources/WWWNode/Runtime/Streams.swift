@@ -156,6 +156,7 @@ extension NodeRuntime {
         case .overloaded: return .httpStatus(503)
         case .rejected(let s, _): return .httpStatus(s)
         case .failed(let m): return .executorError(m)
+        case .upstream(let u): return .httpStatus(u.status)
         }
     }
 }

@@ -56,9 +56,11 @@ struct ChunkRewriter: Sendable {
         return [ChatCompletionChunk(id: id, created: created, model: model, choices: c.choices, usage: nil)]
     }
 
-    func usageChunk(_ usage: Usage?) -> ChatCompletionChunk? {
+    /// The final usage event when the user asked for it; `usage: null` when the engine
+    /// reported none (unknown, never a false zero).
+    func usageEvent(_ usage: Usage?) throws -> [UInt8]? {
         guard includeUsage else { return nil }
-        return ChatCompletionChunk(id: id, created: created, model: model, choices: [], usage: usage ?? Usage(promptTokens: 0, completionTokens: 0))
+        return SSEWriter.event(try JSONEncoder.openAI.encode(FinalUsageChunk(id: id, created: created, model: model, usage: usage)))
     }
 }
 
@@ -226,7 +228,7 @@ struct Relay: Sendable {
         do {
             switch await session.next() {
             case .complete?:
-                if let usage = rewriter.usageChunk(acc.usage) { try await Self.write([usage], to: &writer) }
+                if let usage = try rewriter.usageEvent(acc.usage) { try await writer.write(ByteBuffer(bytes: usage)) }
                 try await writer.write(ByteBuffer(bytes: SSEWriter.done))
                 finish(status: 200, acc)
             case .abort(let e)?, .fail(let e)?:

@@ -1,0 +1,200 @@
+"""A scripted upstream replaying failure patterns from other gateways' and engines' bug
+trackers: what the engine says must reach the user as it said it — errors as errors with
+their status, param and code; a cut stream never as a clean [DONE]; unknown usage as
+null, never a false zero; reasoning text relayed; 429 kept as 429 with Retry-After;
+lone surrogate escapes as U+FFFD. Each scenario is a model name of one fake backend."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from integration_support import MAX_BODY, NodeProcess, NodeStartError, assert_openai_error, sse_data
+
+SCENARIOS = ["error-before-content", "error-after-content", "empty-finish-cut", "no-usage", "bad-request",
+             "rate-limited", "surrogate", "reasoning"]
+
+
+def _chunk(delta, finish=None):
+    return {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+class ScriptedUpstream:
+    def __init__(self):
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _json(self, status, obj, headers=None):
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._json(200, {"status": "ok", "object": "list", "data": []})
+
+            def _sse(self, events: list[str]):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for e in events:
+                    self.wfile.write(e.encode())
+                    self.wfile.flush()
+                    time.sleep(0.01)
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                s = body.get("model")
+                data = lambda obj: "data: " + json.dumps(obj) + "\n\n"
+                if s == "error-before-content":
+                    return self._sse([data(_chunk({"role": "assistant"})),
+                                      data({"error": {"message": "engine exploded", "type": "server_error", "code": 500}})])
+                if s == "error-after-content":
+                    return self._sse([data(_chunk({"content": "Hel"})),
+                                      data({"error": {"message": "out of memory", "type": "server_error", "code": 500}}),
+                                      "data: [DONE]\n\n"])
+                if s == "empty-finish-cut":
+                    return self._sse([data(_chunk({"content": "Hello"})), data(_chunk({}, ""))])
+                if s == "no-usage":
+                    return self._sse([data(_chunk({"content": "Hi"})), data(_chunk({}, "stop")), "data: [DONE]\n\n"])
+                if s == "bad-request":
+                    return self._json(400, {"error": {"message": "This model's maximum context length is 2048 tokens.",
+                                                      "type": "invalid_request_error", "param": "messages",
+                                                      "code": "context_length_exceeded"}})
+                if s == "rate-limited":
+                    return self._json(429, {"error": {"message": "slow down", "type": "rate_limit_error"}},
+                                      {"retry-after-ms": "2500"})
+                if s == "surrogate":
+                    return self._sse(['data: {"choices":[{"index":0,"delta":{"content":"a\\ud83d b"}}]}\n\n',
+                                      data(_chunk({}, "stop")), "data: [DONE]\n\n"])
+                if s == "reasoning":
+                    return self._sse([data(_chunk({"reasoning_content": "Let me think."})),
+                                      data(_chunk({"content": "42"})), data(_chunk({}, "stop")), "data: [DONE]\n\n"])
+                self._json(404, {"error": {"message": "unknown scenario"}})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def faulty(workdir):
+    up = ScriptedUpstream()
+    config = {"node": {"max_body_bytes": MAX_BODY, "request_timeout_s": 30},
+              "backends": [{"name": "scripted", "kind": "openai", "base_url": up.base_url, "capacity": 4,
+                            "models": [{"name": s} for s in SCENARIOS]}]}
+    node = NodeProcess("faulty", config, workdir)
+    try:
+        node.start()
+    except NodeStartError as e:
+        up.close()
+        pytest.fail(str(e), pytrace=False)
+    yield node
+    node.stop()
+    up.close()
+
+
+def chat(node, model, stream, **kw):
+    return requests.post(node.url + "/v1/chat/completions", timeout=30, stream=stream,
+                         json={"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}], **kw})
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_error_event_before_content_is_an_http_error(faulty, stream):
+    r = chat(faulty, "error-before-content", stream)
+    err = assert_openai_error(r, 502)
+    assert "engine exploded" in err["message"]
+
+
+def test_an_error_event_after_content_ends_the_stream_with_an_error_and_no_done(faulty):
+    with chat(faulty, "error-after-content", True) as r:
+        assert r.status_code == 200
+        data = sse_data(r)
+    assert "[DONE]" not in data
+    assert "error" in json.loads(data[-1])
+    assert "out of memory" in data[-1]
+
+
+def test_an_error_event_after_content_is_an_error_without_streaming(faulty):
+    r = chat(faulty, "error-after-content", False)
+    err = assert_openai_error(r, 502)
+    assert "out of memory" in err["message"]
+
+
+def test_an_empty_finish_reason_does_not_end_a_cut_stream_cleanly(faulty):
+    with chat(faulty, "empty-finish-cut", True) as r:
+        data = sse_data(r)
+    assert "[DONE]" not in data
+    assert "error" in json.loads(data[-1])
+
+
+def test_unknown_usage_is_null_not_zero(faulty):
+    r = chat(faulty, "no-usage", False)
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"] is None
+    with chat(faulty, "no-usage", True, stream_options={"include_usage": True}) as s:
+        data = sse_data(s)
+    assert data[-1] == "[DONE]"
+    last = json.loads(data[-2])
+    assert last["choices"] == [] and last["usage"] is None
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_400_keeps_param_and_code(faulty, stream):
+    err = assert_openai_error(chat(faulty, "bad-request", stream), 400)
+    assert err["param"] == "messages"
+    assert err["code"] == "context_length_exceeded"
+    assert "maximum context length" in err["message"]
+
+
+def test_a_rate_limit_stays_429_with_retry_after(faulty):
+    r = chat(faulty, "rate-limited", False)
+    assert_openai_error(r, 429)
+    assert r.headers.get("Retry-After") == "3"
+
+
+def test_a_lone_surrogate_becomes_a_replacement_character(faulty):
+    r = chat(faulty, "surrogate", False)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "a\ufffd b"
+
+
+def test_reasoning_content_is_relayed(faulty):
+    r = chat(faulty, "reasoning", False)
+    assert r.status_code == 200, r.text
+    msg = r.json()["choices"][0]["message"]
+    assert msg["content"] == "42" and msg["reasoning_content"] == "Let me think."
+    with chat(faulty, "reasoning", True) as s:
+        data = sse_data(s)
+    deltas = [json.loads(d)["choices"][0]["delta"] for d in data[:-1] if json.loads(d)["choices"]]
+    assert deltas[0].get("reasoning_content") == "Let me think."
+    assert data[-1] == "[DONE]"
+
+
+def test_a_malformed_chunked_body_is_a_400(faulty):
+    host, port = faulty.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\nZZZ\r\n{}\r\n0\r\n\r\n")
+        reply = sock.recv(4096).decode(errors="replace")
+    assert reply.startswith("HTTP/1.1 400"), reply[:200]
+    assert requests.get(faulty.url + "/health", timeout=5).status_code == 200
