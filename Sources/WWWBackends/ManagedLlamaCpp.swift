@@ -184,7 +184,7 @@ public final class ManagedLlamaCppBackend: Backend, Service, @unchecked Sendable
         p.standardInput = stdin
         p.standardOutput = stdout
         let logPath = settings.logFile ?? (NSTemporaryDirectory() + "wwwserve-engine-\(name)-\(getpid()).log")
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         p.standardError = FileHandle(forWritingAtPath: logPath) ?? FileHandle.standardError
         let (lines, lineCont) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(64))
         let (exited, exitCont) = AsyncStream<Void>.makeStream()

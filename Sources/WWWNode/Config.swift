@@ -21,9 +21,10 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         self.policy = policy
     }
 
-    enum CodingKeys: String, CodingKey { case node, backends, network, policy }
+    enum CodingKeys: String, CodingKey, CaseIterable { case node, backends, network, policy }
 
     public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         node = try c.decodeIfPresent(NodeSection.self, forKey: .node) ?? NodeSection()
         backends = try c.decodeIfPresent([BackendSection].self, forKey: .backends) ?? []
@@ -45,9 +46,10 @@ public struct NodeConfig: Codable, Sendable, Equatable {
             self.allowOffload = allowOffload
         }
 
-        enum CodingKeys: String, CodingKey { case key, name, allowOffload = "allow_offload" }
+        enum CodingKeys: String, CodingKey, CaseIterable { case key, name, allowOffload = "allow_offload" }
 
         public init(from decoder: any Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             key = try c.decode(String.self, forKey: .key)
             name = try c.decodeIfPresent(String.self, forKey: .name) ?? "key-\(key.suffix(4))"
@@ -81,13 +83,14 @@ public struct NodeConfig: Codable, Sendable, Equatable {
 
         public init() {}
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case host, port, maxBodyBytes = "max_body_bytes", apiKeys = "api_keys", requestTimeoutS = "request_timeout_s"
             case shutdownGraceS = "shutdown_grace_s", logLevel = "log_level", dataDir = "data_dir", idleTimeoutS = "idle_timeout_s"
             case queueTimeoutS = "queue_timeout_s", maxPending = "max_pending"
         }
 
         public init(from decoder: any Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             let d = NodeSection()
             host = try c.decodeIfPresent(String.self, forKey: .host) ?? d.host
@@ -117,7 +120,16 @@ public struct NodeConfig: Codable, Sendable, Equatable {
             self.hardware = hardware
         }
 
-        enum CodingKeys: String, CodingKey { case name, upstreamName = "upstream_name", quantization, hardware }
+        enum CodingKeys: String, CodingKey, CaseIterable { case name, upstreamName = "upstream_name", quantization, hardware }
+
+        public init(from decoder: any Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decode(String.self, forKey: .name)
+            upstreamName = try c.decodeIfPresent(String.self, forKey: .upstreamName)
+            quantization = try c.decodeIfPresent(String.self, forKey: .quantization)
+            hardware = try c.decodeIfPresent(String.self, forKey: .hardware)
+        }
     }
 
     public struct LlamaCppSection: Codable, Sendable, Equatable {
@@ -130,11 +142,12 @@ public struct NodeConfig: Codable, Sendable, Equatable {
 
         public init() {}
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case modelPath = "model_path", python, threads, ctx, parallel, startTimeoutS = "start_timeout_s"
         }
 
         public init(from decoder: any Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             let d = LlamaCppSection()
             modelPath = try c.decodeIfPresent(String.self, forKey: .modelPath) ?? d.modelPath
@@ -172,12 +185,13 @@ public struct NodeConfig: Codable, Sendable, Equatable {
             self.llamacpp = llamacpp
         }
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case name, kind, capacity, maxQueue = "max_queue", models, baseURL = "base_url", apiKey = "api_key"
             case connectTimeoutS = "connect_timeout_s", readTimeoutS = "read_timeout_s", llamacpp
         }
 
         public init(from decoder: any Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             name = try c.decode(String.self, forKey: .name)
             kind = try c.decode(String.self, forKey: .kind)
@@ -329,4 +343,41 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
     public let message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }
+}
+
+/// A coding key for any string (to list the keys a config object actually has).
+struct AnyCodingKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+/// Config files are strict: a key the section does not know (a typo like `prot` for
+/// `port`) is an error naming it, with the closest known key, never silently ignored.
+func rejectUnknownKeys<K: CodingKey & CaseIterable>(_ decoder: any Decoder, _ keys: K.Type) throws {
+    guard let c = try? decoder.container(keyedBy: AnyCodingKey.self) else { return }
+    let known = K.allCases.map(\.stringValue)
+    for k in c.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) where !known.contains(k.stringValue) {
+        let near = known.min { editDistance($0, k.stringValue) < editDistance($1, k.stringValue) }
+        let hint = near.map { editDistance($0, k.stringValue) <= 3 ? " (did you mean '\($0)'?)" : "" } ?? ""
+        throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [k],
+                                                debugDescription: "unknown key '\(k.stringValue)'\(hint); known keys: \(known.joined(separator: ", "))"))
+    }
+}
+
+/// Levenshtein distance (for "did you mean" hints on short keys).
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    guard !a.isEmpty else { return b.count }
+    guard !b.isEmpty else { return a.count }
+    var prev = Array(0...b.count)
+    for i in 1...a.count {
+        var cur = [i] + Array(repeating: 0, count: b.count)
+        for j in 1...b.count {
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        prev = cur
+    }
+    return prev[b.count]
 }

@@ -151,7 +151,7 @@ final class DemoCluster: @unchecked Sendable {
             p.executableURL = URL(fileURLWithPath: exe)
             p.arguments = ["node", "--config", path]
             let log = "\(directory)/\(s.name).log"
-            FileManager.default.createFile(atPath: log, contents: nil)
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
             p.standardOutput = FileHandle(forWritingAtPath: log)
             p.standardError = FileHandle(forWritingAtPath: log)
             try p.run()

@@ -311,6 +311,21 @@ struct NodeHTTPTests {
 
 @Suite("config")
 struct ConfigTests {
+    @Test func unknownKeysAreErrorsNamingTheKey() {
+        func problem(_ yaml: String) -> String {
+            do { _ = try NodeConfig.parse(yaml); return "accepted" } catch { return "\(error)" }
+        }
+        #expect(problem("node: {prot: 9000}\nbackends: [{name: a, kind: openai, base_url: 'http://x', models: [{name: m}]}]")
+                    .contains("node.prot: unknown key 'prot' (did you mean 'port'?)"))
+        #expect(problem("backend: []").contains("unknown key 'backend' (did you mean 'backends'?)"))
+        #expect(problem("backends: [{name: a, kind: openai, base_url: 'http://x', capacty: 2, models: [{name: m}]}]")
+                    .contains("backends[0].capacty: unknown key 'capacty' (did you mean 'capacity'?)"))
+        #expect(problem("backends: [{name: a, kind: openai, base_url: 'http://x', models: [{name: m, quant: q}]}]")
+                    .contains("unknown key 'quant'"))
+        #expect(problem("network: {genesis: g.json, gossip_ms: 5}").contains("unknown key 'gossip_ms'"))
+        #expect(problem("network: {genesis: g.json}\npolicy: {stak: 3}").contains("(did you mean 'stake'?)"))
+    }
+
     @Test func parsesAndAppliesDefaults() throws {
         let cfg = try NodeConfig.parse("""
         node:

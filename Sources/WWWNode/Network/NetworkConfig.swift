@@ -20,12 +20,13 @@ public struct NetworkSection: Codable, Sendable, Equatable {
 
     public init(genesis: String) { self.genesis = genesis }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case genesis, keyFile = "key_file", advertise, join, gossipPeriodMs = "gossip_period_ms"
         case peerTimeoutMs = "peer_timeout_ms", seed
     }
 
     public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         genesis = try c.decodeIfPresent(String.self, forKey: .genesis) ?? ""
         keyFile = try c.decodeIfPresent(String.self, forKey: .keyFile)
@@ -56,7 +57,7 @@ public struct PolicySection: Codable, Sendable, Equatable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case offloadFrequency = "offload_frequency", queueFrequency = "queue_frequency", acceptFrequency = "accept_frequency"
         case loadTarget = "load_target", explorationShare = "exploration_share", powerOfTwoChoices = "power_of_two_choices"
         case maxOfferAttempts = "max_offer_attempts", offerTimeoutMs = "offer_timeout_ms", maxFailovers = "max_failovers"
@@ -64,6 +65,7 @@ public struct PolicySection: Codable, Sendable, Equatable {
     }
 
     public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = PolicySection()
         offloadFrequency = try c.decodeIfPresent(Double.self, forKey: .offloadFrequency) ?? d.offloadFrequency

@@ -35,7 +35,8 @@ extension NodeRuntime {
                                    eventSetHash: "", totalSupply: "\(genesis.totalSupply)", rows: rows)
             return (view, ledger.heldEvents.map(\.idHex).sorted().joined())
         }
-        guard var (view, ids) = snapshot else { return nil }
+        guard let (base, ids) = snapshot else { return nil }
+        var view = base
         view.eventSetHash = Hex.encode(peer.crypto.sha256(Array(ids.utf8)))
         return view
     }
