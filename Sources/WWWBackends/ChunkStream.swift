@@ -16,9 +16,18 @@ public struct ChunkStream: AsyncSequence, Sendable {
     enum Source: Sendable {
         case stream(AsyncThrowingStream<ChatCompletionChunk, any Error>)
         case sse(HTTPClientResponse.Body, SSEStreamToken)
+        case request(StreamingRequest, SSEStreamToken)
     }
 
     let source: Source
+
+    /// Stops the upstream request at once, from any thread, even while a reader waits for
+    /// its next chunk (the reader then gets an error). Nil for streams that cannot be
+    /// stopped that way (stop them by cancelling their reader's task).
+    public var cancel: (@Sendable () -> Void)? {
+        if case .request(let r, _) = source { return { r.cancel() } }
+        return nil
+    }
 
     /// Chunks a producer may be ahead of its reader. Past it the stream fails loudly
     /// (`BackendError.failed`): a chunk is never dropped silently.
@@ -78,13 +87,20 @@ public struct ChunkStream: AsyncSequence, Sendable {
         ChunkStream(source: .sse(body, SSEStreamToken(onEnd)))
     }
 
+    /// The `text/event-stream` body of a streaming request that can be cancelled (`cancel`).
+    public static func sse(_ request: StreamingRequest, onEnd: @escaping @Sendable () -> Void) -> ChunkStream {
+        ChunkStream(source: .request(request, SSEStreamToken(onEnd)))
+    }
+
     /// A stream that has already ended.
     public static var empty: ChunkStream { ChunkStream { $0.finish() } }
 
     public func makeAsyncIterator() -> AsyncIterator {
         switch source {
         case .stream(let s): return AsyncIterator(inner: .stream(s.makeAsyncIterator()))
-        case .sse(let body, let token): return AsyncIterator(inner: .sse(SSEChunkIterator(body: body.makeAsyncIterator(), token: token)))
+        case .sse(let body, let token): return AsyncIterator(inner: .sse(SSEChunkIterator(body: .body(body.makeAsyncIterator()), token: token)))
+        case .request(let r, let token):
+            return AsyncIterator(inner: .sse(SSEChunkIterator(body: .request(r), token: token, dropGuard: DropGuard { r.cancel() })))
         }
     }
 
@@ -129,8 +145,36 @@ final class SSEStreamToken: @unchecked Sendable {
 
 /// Parses SSE lazily from a response body: lenient reading (§6a), `[DONE]`, and
 /// truncation detection (no finish reason and no `[DONE]` → `BackendError.truncated`).
+/// Where an SSE iterator's bytes come from.
+enum ByteSource {
+    case body(HTTPClientResponse.Body.AsyncIterator)
+    case request(StreamingRequest)
+
+    mutating func next() async throws -> ByteBuffer? {
+        switch self {
+        case .body(var it):
+            defer { self = .body(it) }
+            return try await it.next()
+        case .request(let r):
+            return try await r.next()
+        }
+    }
+}
+
+/// Cancels a request when the last copy of its iterator goes away before the stream ended
+/// cleanly (a reader that stops early); disarmed at a clean end, so a finished exchange is
+/// never cut (an executor must see its answer delivered to the end).
+final class DropGuard: @unchecked Sendable {
+    private let lock = NSLock()
+    private var action: (@Sendable () -> Void)?
+    init(_ action: @escaping @Sendable () -> Void) { self.action = action }
+    func disarm() { lock.withLock { action = nil } }
+    deinit { action?() }
+}
+
 struct SSEChunkIterator {
-    var body: HTTPClientResponse.Body.AsyncIterator
+    var body: ByteSource
+    var dropGuard: DropGuard?
     let token: SSEStreamToken
     var reader = SSEReader()
     var pending: [ChatCompletionChunk] = []
@@ -140,7 +184,8 @@ struct SSEChunkIterator {
     var ended = false
     let decoder = JSONDecoder()
 
-    init(body: HTTPClientResponse.Body.AsyncIterator, token: SSEStreamToken) {
+    init(body: ByteSource, token: SSEStreamToken, dropGuard: DropGuard? = nil) {
+        self.dropGuard = dropGuard
         self.body = body
         self.token = token
     }
@@ -185,6 +230,7 @@ struct SSEChunkIterator {
 
     private mutating func end() -> ChatCompletionChunk? {
         ended = true
+        dropGuard?.disarm()
         token.fire()
         return nil
     }
@@ -193,17 +239,20 @@ struct SSEChunkIterator {
     /// or a chunk (lone surrogate escapes repaired as U+FFFD).
     private mutating func consume(_ payload: String) throws {
         if payload == "[DONE]" { done = true; return }
-        if payload.contains("\"error\""), let e = Self.errorEvent(payload) { throw BackendError.upstream(e) }
         let chunk: ChatCompletionChunk
         do {
             chunk = try decoder.decode(ChatCompletionChunk.self, from: Data(payload.utf8))
         } catch {
+            if let e = Self.errorEvent(payload) { throw BackendError.upstream(e) }
             guard let repaired = JSONText.replacingLoneSurrogates(payload),
                   let c = try? decoder.decode(ChatCompletionChunk.self, from: Data(repaired.utf8)) else {
                 throw BackendError.failed("malformed chunk: \(payload.prefix(200))")
             }
             chunk = c
         }
+        // An error event decodes leniently as a chunk without choices or usage: only such a
+        // chunk is looked at again (cheaply skipped for every real chunk).
+        if chunk.choices.isEmpty, chunk.usage == nil, let e = Self.errorEvent(payload) { throw BackendError.upstream(e) }
         if chunk.choices.contains(where: { $0.finishReason != nil }) { finished = true }
         pending.append(chunk)
     }

@@ -89,7 +89,7 @@ public final class OpenAIBackend: Backend, @unchecked Sendable {
         return makeStream(response)
     }
 
-    private func executeWithRetries(url: String, body: Data) async throws -> HTTPClientResponse {
+    private func executeWithRetries(url: String, body: Data) async throws -> StreamingRequest {
         var attempt = 0
         while true {
             attempt += 1
@@ -108,31 +108,39 @@ public final class OpenAIBackend: Backend, @unchecked Sendable {
         return false
     }
 
-    private func executeOnce(url: String, body: Data) async throws -> HTTPClientResponse {
-        var req = HTTPClientRequest(url: url)
-        req.method = .POST
-        req.headers.add(name: "Content-Type", value: "application/json")
-        req.headers.add(name: "Accept", value: "text/event-stream")
-        if let apiKey { req.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
-        req.body = .bytes(ByteBuffer(bytes: body))
-        let response: HTTPClientResponse
+    private func executeOnce(url: String, body: Data) async throws -> StreamingRequest {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Accept", value: "text/event-stream")
+        if let apiKey { headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
+        let (head, stream): (HTTPResponseHead, StreamingRequest)
         do {
-            response = try await client.execute(req, timeout: .nanoseconds(timeouts.total.nanoseconds), logger: logger)
+            let request = try HTTPClient.Request(url: url, method: .POST, headers: headers, body: .bytes(body))
+            (head, stream) = try await StreamingRequest.start(request, client: client,
+                                                                deadline: .now() + .nanoseconds(timeouts.total.nanoseconds))
         } catch {
             throw Self.map(error)
         }
-        guard response.status == .ok else { throw await Self.statusError(response) }
-        return response
+        guard head.status == .ok else {
+            var text = ""
+            while text.utf8.count < 64 << 10, let part = try? await stream.next() { text += String(buffer: part) }
+            stream.cancel()
+            throw Self.statusError(status: Int(head.status.code), headers: head.headers, body: text)
+        }
+        return stream
     }
 
-    /// Maps a non-200 engine response to a `BackendError`, reading at most 64 KiB of body:
-    /// 503 → overloaded (with its Retry-After), 408/504 → timeout, any other status keeps
-    /// the engine's error as it was (`upstream`: message, type, code, param, Retry-After).
+    /// Maps a non-200 engine response to a `BackendError`, reading at most 64 KiB of body.
     public static func statusError(_ response: HTTPClientResponse) async -> BackendError {
         let text = (try? await response.body.collect(upTo: 64 << 10)).map { String(buffer: $0) } ?? ""
-        let retryAfter = RetryAfter.seconds(retryAfter: response.headers.first(name: "Retry-After"),
-                                            retryAfterMs: response.headers.first(name: "retry-after-ms"))
-        let status = Int(response.status.code)
+        return statusError(status: Int(response.status.code), headers: response.headers, body: text)
+    }
+
+    /// 503 → overloaded (with its Retry-After), 408/504 → timeout, any other status keeps
+    /// the engine's error as it was (`upstream`: message, type, code, param, Retry-After).
+    public static func statusError(status: Int, headers: HTTPHeaders, body text: String) -> BackendError {
+        let retryAfter = RetryAfter.seconds(retryAfter: headers.first(name: "Retry-After"),
+                                            retryAfterMs: headers.first(name: "retry-after-ms"))
         let json = text.data(using: .utf8).flatMap { try? JSONDecoder().decode(JSONValue.self, from: $0) }
         let parsed = json.flatMap { UpstreamError.parse($0, status: status, retryAfter: retryAfter) }
         let message = parsed?.message ?? Self.upstreamMessage(text) ?? "HTTP \(status)"
@@ -172,10 +180,10 @@ public final class OpenAIBackend: Backend, @unchecked Sendable {
     }
 
     /// Turns the response body into chunks, parsed lazily by the consumer (no producer
-    /// task). Dropping the iterator drops the body, which cancels the engine request.
-    private func makeStream(_ response: HTTPClientResponse) -> ChunkStream {
+    /// task). `cancel` (or dropping the iterator at the end) stops the engine request.
+    private func makeStream(_ request: StreamingRequest) -> ChunkStream {
         inFlight.increment()
-        return ChunkStream.sse(response.body) { [inFlight] in inFlight.decrement() }
+        return ChunkStream.sse(request) { [inFlight] in inFlight.decrement() }
     }
 
     // MARK: status

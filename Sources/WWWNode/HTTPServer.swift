@@ -88,8 +88,8 @@ public struct NodeHTTP: Sendable {
         self.runtime = runtime
     }
 
-    public func router() -> Router<BasicRequestContext> {
-        let router = Router()
+    public func router() -> Router<NodeRequestContext> {
+        let router = Router(context: NodeRequestContext.self)
         router.add(middleware: OpenAIErrorMiddleware(metrics: metrics))
         router.get("/health") { _, _ in try Self.json(["status": "ok"]) }
         router.get("/ready") { _, _ in try await self.ready() }
@@ -100,7 +100,7 @@ public struct NodeHTTP: Sendable {
         let keys = Dictionary(config.node.apiKeys.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         let v1 = router.group("/v1").add(middleware: APIKeyMiddleware(keys: keys))
         v1.get("/models") { _, _ in try await self.models() }
-        v1.post("/chat/completions") { request, _ in try await self.chat(request) }
+        v1.post("/chat/completions") { request, context in try await self.chat(request, channel: context.channel) }
         if let peer = runtime.peer { PeerRoutes(http: self, runtime: runtime, peer: peer).add(to: router) }
         return router
     }
@@ -150,13 +150,11 @@ public struct NodeHTTP: Sendable {
                              status: ok ? .ok : .serviceUnavailable)
     }
 
-    func chat(_ request: Request) async throws -> Response {
+    func chat(_ request: Request, channel: (any Channel)? = nil) async throws -> Response {
         let limit = config.node.maxBodyBytes
         if let len = request.headers[.contentLength].flatMap({ Int($0) }), len > limit {
             throw APIError.bodyTooLarge(limit: limit)
         }
-        let runtime = self.runtime
-        let nodeName = self.nodeName
         let allowOffload = allowOffload(request)
         var request = request
         let bytes: ByteBuffer
@@ -171,28 +169,14 @@ public struct NodeHTTP: Sendable {
             throw APIError.invalidRequest("The request body could not be read: \(error)", code: "invalid_body")
         }
         let chat = try ChatCompletionRequest.parse(Data(buffer: bytes))
-        // A streaming response notices a disconnect when it writes. A non-streaming one
-        // writes nothing until the end, so the node watches the inbound side and cancels
-        // the work (and the engine request) when the client closes. Watching consumes the
-        // connection's next request, so the answer says `Connection: close`.
-        guard !chat.stream else { return try await runtime.chat(chat, allowOffload: allowOffload, nodeName: nodeName) }
-        var response: Response
+        // The connection's watch tells the request when its client goes away (streaming or
+        // not, before or after the first byte), and the engine or peer request is cancelled.
         do {
-            response = try await request.body.consumeWithCancellationOnInboundClose { _ in
-                try await runtime.chat(chat, allowOffload: allowOffload, nodeName: nodeName)
-            }
+            return try await runtime.chat(chat, allowOffload: allowOffload, nodeName: nodeName, channel: channel)
         } catch is CancellationError {
             metrics.upstreamCancelled(backend: "any")
             throw APIError(status: 499, message: "The client closed the connection.", type: "invalid_request_error", code: "client_closed")
-        } catch {
-            // Rendered here (not by the middleware) so the error answer closes too.
-            let e = OpenAIErrorMiddleware<BasicRequestContext>.map(error, request: request)
-            metrics.error(type: e.metricType)
-            metrics.request(endpoint: "chat", status: e.status)
-            response = OpenAIErrorMiddleware<BasicRequestContext>.response(e)
         }
-        response.headers[.connection] = "close"
-        return response
     }
 
     /// Offloading is forbidden by the request header `X-WWWServe-Allow-Offload: false` or by

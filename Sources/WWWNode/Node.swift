@@ -86,9 +86,11 @@ public final class Node: Sendable {
         runtime.start()
         let http = NodeHTTP(config: config, pool: pool, metrics: metrics, nodeName: name, logger: logger, runtime: runtime)
         let logger = self.logger
+        let connections = runtime.connections
         let app = Application(
             router: http.router(),
-            server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(config.node.idleTimeoutS * 1000)))),
+            server: .http1(configuration: .init(additionalChannelHandlers: [connections.handler()],
+                                                idleTimeout: .milliseconds(Int64(config.node.idleTimeoutS * 1000)))),
             configuration: .init(address: .hostname(config.node.host, port: config.node.port), serverName: "wwwserve"),
             services: managed.map { $0 as any Service } + [runtime as any Service],
             onServerRunning: { channel in

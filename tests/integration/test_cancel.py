@@ -85,3 +85,11 @@ def test_disconnect_before_a_non_streaming_answer_cancels_upstream(node):
         pass  # requests closes the socket on a read timeout
     took = wait_idle(engine, IDLE_BOUND_S)
     print(f"engine idle {took:.2f}s after a non-streaming client went away")
+
+
+def test_non_streaming_answers_keep_the_connection(node):
+    with requests.Session() as http:
+        r = http.post(node.url + "/v1/chat/completions", timeout=60,
+                      json={"model": LOCAL_MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200, r.text
+        assert r.headers.get("connection", "").lower() != "close"

@@ -6,6 +6,7 @@ lone surrogate escapes as U+FFFD. Each scenario is a model name of one fake back
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
 import time
@@ -17,7 +18,7 @@ import requests
 from integration_support import MAX_BODY, NodeProcess, NodeStartError, assert_openai_error, sse_data
 
 SCENARIOS = ["error-before-content", "error-after-content", "empty-finish-cut", "no-usage", "bad-request",
-             "rate-limited", "surrogate", "reasoning"]
+             "rate-limited", "surrogate", "reasoning", "hold", "slow-tokens"]
 
 
 def _chunk(delta, finish=None):
@@ -27,6 +28,8 @@ def _chunk(delta, finish=None):
 
 class ScriptedUpstream:
     def __init__(self):
+        self.closed_at: list[float] = []   # when the node closed a held connection
+        upstream = self
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
@@ -81,6 +84,34 @@ class ScriptedUpstream:
                 if s == "surrogate":
                     return self._sse(['data: {"choices":[{"index":0,"delta":{"content":"a\\ud83d b"}}]}\n\n',
                                       data(_chunk({}, "stop")), "data: [DONE]\n\n"])
+                if s in ("hold", "slow-tokens"):
+                    # "hold": headers at once, then nothing for 10 s (an engine queueing or
+                    # reading a long prompt); "slow-tokens": one token, then one every 3 s.
+                    # Either way, record when the node closes the connection.
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    if s == "slow-tokens":
+                        self.wfile.write(data(_chunk({"content": "slow "})).encode())
+                    self.wfile.flush()
+                    sock = self.connection
+                    deadline = time.monotonic() + 10
+                    next_token = time.monotonic() + 3
+                    while time.monotonic() < deadline:
+                        r, _, _ = select.select([sock], [], [], 0.05)
+                        if r and not sock.recv(1, socket.MSG_PEEK):
+                            upstream.closed_at.append(time.monotonic())
+                            return
+                        if s == "slow-tokens" and time.monotonic() >= next_token:
+                            next_token += 3
+                            try:
+                                self.wfile.write(data(_chunk({"content": "tok "})).encode())
+                                self.wfile.flush()
+                            except OSError:
+                                upstream.closed_at.append(time.monotonic())
+                                return
+                    return
                 if s == "reasoning":
                     return self._sse([data(_chunk({"reasoning_content": "Let me think."})),
                                       data(_chunk({"content": "42"})), data(_chunk({}, "stop")), "data: [DONE]\n\n"])
@@ -97,8 +128,15 @@ class ScriptedUpstream:
 
 
 @pytest.fixture(scope="module")
-def faulty(workdir):
+def upstream():
     up = ScriptedUpstream()
+    yield up
+    up.close()
+
+
+@pytest.fixture(scope="module")
+def faulty(workdir, upstream):
+    up = upstream
     config = {"node": {"max_body_bytes": MAX_BODY, "request_timeout_s": 30},
               "backends": [{"name": "scripted", "kind": "openai", "base_url": up.base_url, "capacity": 4,
                             "models": [{"name": s} for s in SCENARIOS]}]}
@@ -110,7 +148,6 @@ def faulty(workdir):
         pytest.fail(str(e), pytrace=False)
     yield node
     node.stop()
-    up.close()
 
 
 def chat(node, model, stream, **kw):
@@ -198,3 +235,43 @@ def test_a_malformed_chunked_body_is_a_400(faulty):
         reply = sock.recv(4096).decode(errors="replace")
     assert reply.startswith("HTTP/1.1 400"), reply[:200]
     assert requests.get(faulty.url + "/health", timeout=5).status_code == 200
+
+
+def _raw_request(node, model, stream):
+    host, port = node.url.removeprefix("http://").split(":")
+    body = json.dumps({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    return sock
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_that_leaves_before_the_first_byte_cancels_the_engine_request(faulty, upstream, stream):
+    """The engine holds the answer (queue, long prefill): nothing has been written to the
+    client yet. Its leaving must close the node's request to the engine within a second."""
+    n0 = len(upstream.closed_at)
+    sock = _raw_request(faulty, "hold", stream)
+    time.sleep(0.5)
+    left = time.monotonic()
+    sock.close()
+    while len(upstream.closed_at) == n0:
+        assert time.monotonic() - left < 1.0, "the node kept the engine request open after its client left"
+        time.sleep(0.02)
+    print(f"engine request closed {upstream.closed_at[-1] - left:.3f}s after the client left (stream={stream})")
+
+
+def test_a_client_that_leaves_mid_stream_cancels_before_the_next_token(faulty, upstream):
+    """Slow tokens (one every 3 s): the node notices the client leaving from the connection
+    itself, not at its next write, and closes the engine request at once."""
+    n0 = len(upstream.closed_at)
+    sock = _raw_request(faulty, "slow-tokens", True)
+    got = b""
+    while b"slow" not in got:
+        got += sock.recv(4096)
+    left = time.monotonic()
+    sock.close()
+    while len(upstream.closed_at) == n0:
+        assert time.monotonic() - left < 1.0, "the node kept the engine request open until the next token"
+        time.sleep(0.02)
+    print(f"engine request closed {upstream.closed_at[-1] - left:.3f}s after the client left mid-stream")

@@ -19,9 +19,9 @@ struct PeerRoutes: Sendable {
     /// syncs, which carry up to a batch of events.
     var maxEnvelopeBytes: Int { 2 * http.config.node.maxBodyBytes + (64 << 10) }
 
-    func add(to router: Router<BasicRequestContext>) {
+    func add(to router: Router<NodeRequestContext>) {
         router.post(RouterPath(PeerPath.message)) { req, _ in try await self.message(req) }
-        router.post(RouterPath(PeerPath.offer)) { req, _ in try await self.offer(req) }
+        router.post(RouterPath(PeerPath.offer)) { req, context in try await self.offer(req, channel: context.channel) }
         router.get("/p2p/v1/peers") { _, _ in try NodeHTTP.json(runtime.peersView()) }
         router.get("/p2p/v1/credits") { _, _ in try NodeHTTP.json(runtime.creditsView()) }
     }
@@ -97,7 +97,7 @@ struct PeerRoutes: Sendable {
     /// The executor's side of §6.3–6.4: the machine answers (signed, in the response head);
     /// on accept the engine's chunks stream back and, once delivered, the machine publishes
     /// the jobReceipt.
-    func offer(_ request: Request) async throws -> Response {
+    func offer(_ request: Request, channel: (any Channel)? = nil) async throws -> Response {
         let env = try await envelope(request)
         let v = try verify(env, kinds: [.offer], allowUnaddressed: false)
         let body = try decode(v, OfferBody.self)
@@ -123,38 +123,56 @@ struct PeerRoutes: Sendable {
             return Response(status: .conflict, headers: headers,
                             body: .init(byteBuffer: ByteBuffer(data: try JSONEncoder().encode(answer))))
         }
-        guard case .started(let s, let result)? = await connection.next() else {
-            // Cancelled before the engine started (the machine gave the job up).
+        guard let s = connection.acceptedStream else {
             runtime.unregister(connection)
-            throw APIError.unavailable("the job was cancelled", retryAfter: 1)
+            throw APIError.internal("the job was accepted but not started")
         }
+        // The requester going away (its connection closing) cancels the job at once, while
+        // the engine queues or reads the prompt as well as between tokens.
+        if let channel {
+            runtime.connections.arm(channel) { [runtime] in
+                connection.cancel()
+                runtime.submit(.stream(s, .failed(.connectionLost)))
+            }
+        }
+        // The answer goes out now, in the response head; the body waits for the engine.
         return Response(status: .ok, headers: headers, body: .init { writer in
-            await self.relayJob(s, result, connection: connection, to: &writer)
+            await self.relayJob(s, connection: connection, to: &writer)
+            if let channel { runtime.connections.disarm(channel) }
         })
     }
 
     /// Writes the job's chunks to the requester, then reports the end to the machine.
-    private func relayJob(_ s: StreamID, _ result: Result<ChunkStream, BackendError>, connection: OfferConnection,
-                          to writer: inout any ResponseBodyWriter) async {
+    private func relayJob(_ s: StreamID, connection: OfferConnection, to writer: inout any ResponseBodyWriter) async {
         defer { runtime.unregister(connection) }
-        let stream: ChunkStream
-        switch result {
-        case .success(let st): stream = st
-        case .failure(let e):
+        let head: StreamHead
+        switch await connection.next() {
+        case .started(_, .success(let h))?:
+            head = h
+        case .started(_, .failure(let e))?:
             try? await writer.write(ByteBuffer(bytes: SSEWriter.event(e.apiError.jsonData())))
             try? await writer.finish(nil)
             return runtime.submit(.stream(s, .failed(NodeRuntime.relayFailure(e))))
+        case .answer?, nil:
+            // Cancelled before the engine answered (the requester left, or the machine gave up).
+            try? await writer.write(ByteBuffer(bytes: SSEWriter.event(BackendError.cancelled.apiError.jsonData())))
+            try? await writer.finish(nil)
+            return runtime.submit(.stream(s, .failed(.connectionLost)))
         }
         var acc = StreamAccumulator()
-        let box = SequentialBox(stream.makeAsyncIterator())
+        let box = head.rest
         var source: BackendError?
         do {
+            for chunk in head.chunks {
+                acc.add(chunk)
+                try await writer.write(ByteBuffer(bytes: SSEWriter.event(try JSONEncoder.openAI.encode(chunk))))
+            }
             while true {
                 let chunk: ChatCompletionChunk?
                 do { chunk = try await box.value.next() } catch { source = OpenAIBackend.map(error); break }
                 guard let chunk else { break }
                 acc.add(chunk)
-                if acc.chunks % 32 == 0, connection.isCancelled { source = .cancelled; break }
+                if connection.isCancelled { source = .cancelled; break }
                 try await writer.write(ByteBuffer(bytes: SSEWriter.event(try JSONEncoder.openAI.encode(chunk))))
             }
             if let source {

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
+import NIOHTTP1
 import WWWAPI
 import WWWBackends
 import WWWCore
@@ -64,26 +65,33 @@ extension NodeRuntime {
         do {
             let body = OfferBody(fromAddress: peer.advertise, offer: offer, request: request)
             let env = try Envelope.seal(kind: PeerMessageKind.offer.rawValue, message: body, to: to, sentAt: wallClockNow(), signer: peer.key)
-            let response = try await post(env, address: address, path: PeerPath.offer,
-                                          timeout: offer.authorization.value.expiresAt - wallClockNow())
-            guard let answer = Self.answer(in: response) else {
-                let e = await OpenAIBackend.statusError(response)
-                return streamFailed(s, response.status == .ok ? .failed("the executor sent no signed answer") : e)
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "application/json")
+            let post = try HTTPClient.Request(url: "http://\(address)\(PeerPath.offer)", method: .POST, headers: headers,
+                                              body: .bytes(try JSONEncoder().encode(env)))
+            let deadline = NIODeadline.now() + .nanoseconds(max(1_000_000, (offer.authorization.value.expiresAt - wallClockNow()).nanoseconds))
+            let (head, stream) = try await StreamingRequest.start(post, client: peer.client, deadline: deadline)
+            // From here on the offer can be stopped at once, whoever reads it (a user who
+            // leaves, a deadline, an answer that came too late).
+            attachRelay(s, cancel: { stream.cancel() })
+            guard let answer = Self.answer(in: head.headers) else {
+                var text = ""
+                while text.utf8.count < 64 << 10, let part = try? await stream.next() { text += String(buffer: part) }
+                stream.cancel()
+                let e = OpenAIBackend.statusError(status: Int(head.status.code), headers: head.headers, body: text)
+                return streamFailed(s, head.status == .ok ? .failed("the executor sent no signed answer") : e)
             }
             submit(.peerMessage(.offerAnswer(answer), from: to, fromAddress: address))
-            guard response.status == .ok, answer.value.accepted else {
-                _ = try? await response.body.collect(upTo: 1 << 16)
-                return
-            }
-            await readHead(s, ChunkStream.sse(response.body, onEnd: {}).makeAsyncIterator())
+            guard head.status == .ok, answer.value.accepted else { return stream.cancel() }
+            await readHead(s, ChunkStream.sse(stream, onEnd: {}).makeAsyncIterator())
         } catch {
             streamFailed(s, OpenAIBackend.map(error))
         }
     }
 
     /// The signed answer in the response head, if it decodes.
-    static func answer(in response: HTTPClientResponse) -> Signed<OfferAnswer>? {
-        guard let text = response.headers.first(name: PeerPath.answerHeader) else { return nil }
+    static func answer(in headers: HTTPHeaders) -> Signed<OfferAnswer>? {
+        guard let text = headers.first(name: PeerPath.answerHeader) else { return nil }
         return try? JSONDecoder().decode(Signed<OfferAnswer>.self, from: Data(text.utf8))
     }
 
@@ -103,12 +111,14 @@ extension NodeRuntime {
     }
 }
 
-/// The executor's side of one offer connection: the machine's answer, then the engine
-/// stream of the accepted job, handed to the route that writes them to the requester.
+/// The executor's side of one offer connection: the machine's answer, then the accepted
+/// job's engine stream read to its first content in a task of its own (so a requester that
+/// goes away while the engine queues or reads the prompt cancels it), handed to the route
+/// that writes them to the requester.
 final class OfferConnection: @unchecked Sendable {
     enum Event: Sendable {
         case answer(Signed<OfferAnswer>)
-        case started(StreamID, Result<ChunkStream, BackendError>)
+        case started(StreamID, Result<StreamHead, BackendError>)
     }
 
     let job: JobID
@@ -118,42 +128,43 @@ final class OfferConnection: @unchecked Sendable {
     private var cancelled = false
     private var hasAnswer = false
     private(set) var stream: StreamID?
-    private let continuation: AsyncStream<Event>.Continuation
-    private let events: SequentialBox<AsyncStream<Event>.Iterator>
+    private let events = Mailbox<Event>()
 
     init(job: JobID, request: ChatCompletionRequest) {
         self.job = job
         self.request = request
-        let (s, c) = AsyncStream<Event>.makeStream()
-        continuation = c
-        events = SequentialBox(s.makeAsyncIterator())
     }
 
-    func next() async -> Event? { await events.value.next() }
+    /// The next event; nil once cancelled.
+    func next() async -> Event? { await events.next() }
 
     func answered(_ a: Signed<OfferAnswer>) {
         lock.withLock { hasAnswer = true }
-        continuation.yield(.answer(a))
+        events.yield(.answer(a))
     }
 
     /// Whether the machine answered (it does so within the `submit` of the offer, or never).
     var wasAnswered: Bool { lock.withLock { hasAnswer } }
 
+    /// The stream the machine runs the job on, once accepted.
+    var acceptedStream: StreamID? { lock.withLock { stream } }
+
     /// The job could not start (no such backend): the route writes the error.
     func failStart(stream s: StreamID, _ e: BackendError) {
         lock.withLock { stream = s }
-        continuation.yield(.started(s, .failure(e)))
+        events.yield(.started(s, .failure(e)))
     }
 
     /// Starts the accepted job on `backend` (called by `runInference`, under the runtime lock).
     func start(stream s: StreamID, backend: any Backend, model: BackendModel) {
         let request = self.request
-        let continuation = self.continuation
+        let events = self.events
         let t = Task {
             do {
-                continuation.yield(.started(s, .success(try await backend.chat(request, model: model))))
+                let stream = try await backend.chat(request, model: model)
+                events.yield(.started(s, .success(try await NodeRuntime.readToFirstContent(stream.makeAsyncIterator()))))
             } catch {
-                continuation.yield(.started(s, .failure(OpenAIBackend.map(error))))
+                events.yield(.started(s, .failure(OpenAIBackend.map(error))))
             }
         }
         lock.withLock {
@@ -163,13 +174,13 @@ final class OfferConnection: @unchecked Sendable {
         }
     }
 
-    /// The machine gave up on the job (`cancelStream`).
+    /// The machine gave up on the job (`cancelStream`), or the requester went away.
     func cancel() {
         lock.withLock {
             cancelled = true
             task?.cancel()
         }
-        continuation.finish()
+        events.finish()
     }
 
     var isCancelled: Bool { lock.withLock { cancelled } }

@@ -58,6 +58,9 @@ final class Mailbox<T: Sendable>: @unchecked Sendable {
         }
     }
 
+    /// A buffered value, if any, without waiting.
+    func poll() -> T? { take() }
+
     private func take() -> T? {
         lock.lock()
         defer { lock.unlock() }

@@ -40,6 +40,8 @@ public final class NodeRuntime: Service, @unchecked Sendable {
     var nextRequest: UInt64 = 1
     var outstandingSends = 0
     static let maxOutstandingSends = 256
+    /// Client connections' watches (see `ConnectionWatches`).
+    public let connections = ConnectionWatches()
     /// Consecutive failed health probes per backend.
     var failedProbes: [String: Int] = [:]
     private var loops: [Task<Void, Never>] = []

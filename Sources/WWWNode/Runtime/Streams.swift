@@ -16,13 +16,21 @@ struct StreamHead: Sendable {
     var rest: SequentialBox<ChunkStream.AsyncIterator>
 }
 
+/// Set when the machine cancels a stream a session is relaying; checked before each chunk.
+final class CancelFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var set = false
+    func raise() { lock.withLock { set = true } }
+    var isRaised: Bool { lock.withLock { set } }
+}
+
 /// What the shell holds for one stream the machine opened (`runInference` for a user,
 /// `openOffer`). Guarded by the runtime's lock.
 struct StreamEntry {
     enum State {
         /// The engine request or the offer is under way in this task.
         case starting(Task<Void, Never>)
-        /// The user's session starts the engine request and reads it itself.
+        /// The user's session runs the engine request in its own task.
         case inSession
         /// First content was read; waiting for the machine to commit it to its user.
         case ready(StreamHead)
@@ -38,8 +46,10 @@ struct StreamEntry {
     let label: String
     /// Its own error, when it failed: what the user sees if it was the last attempt.
     var error: BackendError?
-    /// Set by `cancelStream` while a session relays it; the session stops at the next chunk.
-    var cancelled = false
+    /// Raised by `cancelStream`; a session relaying the stream stops at the next chunk.
+    let cancelled = CancelFlag()
+    /// Stops the stream's upstream request at once, whoever reads it (set when it started).
+    var stopRelay: (@Sendable () -> Void)?
 }
 
 extension NodeRuntime {
@@ -62,6 +72,10 @@ extension NodeRuntime {
         let backend = entry.backend
         switch job.owner {
         case .user(let id):
+            // The session starts the engine request and reads it to first content in its own
+            // task (no task hop between the engine socket and the user); the stream's cancel
+            // handle lets the machine stop it at once while the engine queues, reads the
+            // prompt or streams.
             guard let session = sessions[id] else { return failLater(s, .connectionLost) }
             streams[s] = StreamEntry(state: .inSession, owner: id, label: backend.name)
             session.mailbox.yield(.run(s, backend, model))
@@ -71,36 +85,50 @@ extension NodeRuntime {
         }
     }
 
-    /// Reads chunks until one carries content or a finish reason, then parks them for the
-    /// commit and reports `firstContent`. Bounded: a stream that sends
-    /// `maxChunksBeforeContent` chunks without content fails (no input reaches a
-    /// precondition).
-    func readHead(_ s: StreamID, _ iterator: ChunkStream.AsyncIterator) async {
+    /// Reads chunks until one carries content (or reasoning, or a finish reason). Bounded:
+    /// a stream that sends `maxChunksBeforeContent` chunks without content fails (no input
+    /// reaches a precondition); a stream that ends first is `truncated`.
+    static func readToFirstContent(_ iterator: ChunkStream.AsyncIterator) async throws -> StreamHead {
         let box = SequentialBox(iterator)
         var head: [ChatCompletionChunk] = []
+        while let chunk = try await box.value.next() {
+            if Task.isCancelled { throw BackendError.cancelled }
+            head.append(chunk)
+            if chunk.carriesContentOrFinish { return StreamHead(chunks: head, rest: box) }
+            if head.count >= maxChunksBeforeContent {
+                throw BackendError.failed("the stream sent \(head.count) chunks without any content")
+            }
+        }
+        throw BackendError.truncated
+    }
+
+    /// Reads `s` to its first content in the current (owned) task, then parks the head for
+    /// the commit and reports `firstContent`.
+    func readHead(_ s: StreamID, _ iterator: ChunkStream.AsyncIterator) async {
         do {
-            while let chunk = try await box.value.next() {
-                if Task.isCancelled || (head.count % 64 == 0 && isCancelled(s)) { throw BackendError.cancelled }
-                head.append(chunk)
-                if chunk.carriesContentOrFinish {
-                    let parked: Bool = lock.withLock {
-                        switch streams[s]?.state {
-                        case .starting?, .inSession?:
-                            streams[s]!.state = .ready(StreamHead(chunks: head, rest: box))
-                            return true
-                        default:
-                            return false
-                        }
-                    }
-                    if parked { submit(.stream(s, .firstContent)) }
-                    return
-                }
-                if head.count >= Self.maxChunksBeforeContent {
-                    metrics.error(type: "no_content")
-                    throw BackendError.failed("the stream sent \(head.count) chunks without any content")
+            let head = try await Self.readToFirstContent(iterator)
+            let parked: Bool = lock.withLock {
+                switch streams[s]?.state {
+                case .starting?, .inSession?:
+                    streams[s]!.state = .ready(head)
+                    return true
+                default:
+                    return false
                 }
             }
-            throw BackendError.truncated
+            if parked { submit(.stream(s, .firstContent)) }
+        } catch {
+            if case .failed(let m) = OpenAIBackend.map(error), m.contains("chunks without any content") { metrics.error(type: "no_content") }
+            streamFailed(s, OpenAIBackend.map(error))
+        }
+    }
+
+    /// Runs a local engine request for a session, in the session's task, to first content.
+    func runInSession(_ s: StreamID, backend: any Backend, model: BackendModel, request: ChatCompletionRequest) async {
+        do {
+            let stream = try await backend.chat(request, model: model)
+            if let cancel = stream.cancel { attachRelay(s, cancel: cancel) }
+            await readHead(s, stream.makeAsyncIterator())
         } catch {
             streamFailed(s, OpenAIBackend.map(error))
         }
@@ -123,11 +151,9 @@ extension NodeRuntime {
             for inbox in offerInbox.values where inbox.stream == s { inbox.cancel() }
             return
         }
-        switch e.state {
-        case .starting(let task): task.cancel()
-        case .ready, .closed: break
-        case .taken, .inSession: e.cancelled = true
-        }
+        e.cancelled.raise()
+        if case .starting(let task) = e.state { task.cancel() }
+        e.stopRelay?()
         switch e.state {
         case .taken, .inSession: break
         default: e.state = .closed
@@ -135,16 +161,24 @@ extension NodeRuntime {
         streams[s] = e
     }
 
-    /// The committed stream's head, for the session that relays it.
-    func takeStream(_ s: StreamID) -> StreamHead? {
+    /// The committed stream's head and cancel flag, for the session that relays it.
+    func takeStream(_ s: StreamID) -> (StreamHead, CancelFlag)? {
         lock.withLock {
             guard case .ready(let head) = streams[s]?.state else { return nil }
             streams[s]!.state = .taken
-            return head
+            return (head, streams[s]!.cancelled)
         }
     }
 
-    func isCancelled(_ s: StreamID) -> Bool { lock.withLock { streams[s]?.cancelled ?? true } }
+    /// Registers how to stop `s`'s upstream request; stops it at once if `s` was cancelled.
+    func attachRelay(_ s: StreamID, cancel: @escaping @Sendable () -> Void) {
+        let now: Bool = lock.withLock {
+            guard streams[s] != nil, !streams[s]!.cancelled.isRaised else { return true }
+            streams[s]!.stopRelay = cancel
+            return false
+        }
+        if now { cancel() }
+    }
 
     func streamLabel(_ s: StreamID) -> String { lock.withLock { streams[s]?.label ?? "unknown" } }
 

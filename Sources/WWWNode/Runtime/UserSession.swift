@@ -9,8 +9,8 @@ import WWWCore
 
 /// What the runtime tells a user's session (from the machine's `respond` directives).
 enum SessionCommand: Sendable {
-    /// Start the request on this local backend and read it to its first content, in the
-    /// session's own task (no task hop between the engine socket and the user).
+    /// Start the request on this local backend and read it to first content, in the
+    /// session's own task.
     case run(StreamID, any Backend, BackendModel)
     /// Relay this stream; `executor` is the peer running it (nil: this node).
     case commit(StreamID, executor: NodeID?)
@@ -40,6 +40,9 @@ final class UserSession: Sendable {
 
     /// The next command; nil when the mailbox ended or the task was cancelled.
     func next() async -> SessionCommand? { await mailbox.next() }
+
+    /// A command already waiting, if any (never waits).
+    func pending() -> SessionCommand? { mailbox.poll() }
 }
 
 /// Rewrites engine chunks into what the user sees: the node's id, created time and the
@@ -75,42 +78,46 @@ extension NodeRuntime {
     /// or not, following the relay rules of DESIGN.md §6a.
     /// - Parameter allowOffload: false when the user (header) or the operator (API key)
     ///   forbids the prompt to leave this node.
-    func chat(_ request: ChatCompletionRequest, allowOffload: Bool, nodeName: String) async throws -> Response {
+    func chat(_ request: ChatCompletionRequest, allowOffload: Bool, nodeName: String,
+              channel: (any Channel)? = nil) async throws -> Response {
         let session = open(request, allowOffload: allowOffload)
+        let id = session.id
+        if let channel { connections.arm(channel) { [weak self] in self?.submit(.userGone(id)) } }
         // Bounded: each pass consumes a command the machine sent for this request, and the
         // machine starts at most `maxFailovers + 1` local attempts per request.
         for _ in 0...(SchedulingPolicy.maxFailoversLimit + 2) {
-            guard let command = await session.next() else {
-                submit(.userGone(session.id))
-                throw CancellationError()
-            }
-            switch command {
-            case .run(let s, let backend, let model):
-                do {
-                    let stream = try await backend.chat(request, model: model)
-                    await readHead(s, stream.makeAsyncIterator())
-                } catch {
-                    streamFailed(s, OpenAIBackend.map(error))
-                }
-            case .fail(let e):
+            switch await session.next() {
+            case .run(let s, let backend, let model)?:
+                await runInSession(s, backend: backend, model: model, request: request)
+            case .commit(let s, let executor)?:
+                return try await respond(session, committed: s, executor: executor, nodeName: nodeName, channel: channel)
+            case .fail(let e)?:
+                if let channel { connections.disarm(channel) }
                 throw e
-            case .commit(let s, let executor):
-                return try await respond(session, committed: s, executor: executor, nodeName: nodeName)
-            case .complete, .abort:
+            case nil:
+                // The mailbox ended: the client went away (or the task was cancelled).
+                if let channel { connections.disarm(channel) }
+                submit(.userGone(id))
+                throw CancellationError()
+            case .complete?, .abort?:
+                if let channel { connections.disarm(channel) }
                 throw APIError.internal("the machine ended a request it had not committed")
             }
         }
-        submit(.userGone(session.id))
+        if let channel { connections.disarm(channel) }
+        submit(.userGone(id))
         throw APIError.internal("the request was started more often than the failover limit allows")
     }
 
-    private func respond(_ session: UserSession, committed s: StreamID, executor: NodeID?, nodeName: String) async throws -> Response {
+    private func respond(_ session: UserSession, committed s: StreamID, executor: NodeID?, nodeName: String,
+                         channel: (any Channel)?) async throws -> Response {
         let request = session.request
-        guard let head = takeStream(s) else { throw APIError.internal("the committed stream was not ready") }
+        guard let (head, cancelled) = takeStream(s) else { throw APIError.internal("the committed stream was not ready") }
         let label = streamLabel(s)
         metrics.ttft(.now - session.start, backend: label)
         metrics.inFlight(backend: label, delta: 1)
-        let relay = Relay(runtime: self, session: session, stream: s, head: head, label: label,
+        let relay = Relay(runtime: self, session: session, stream: s, head: head, cancelled: cancelled, label: label,
+                          channel: channel,
                           rewriter: ChunkRewriter(id: Self.completionID(), created: Int64(Date().timeIntervalSince1970),
                                                   model: request.model, includeUsage: request.includeUsage))
         let headers = Self.responseHeaders(node: nodeName, executor: executor)
@@ -190,7 +197,11 @@ struct Relay: Sendable {
     let session: UserSession
     let stream: StreamID
     let head: StreamHead
+    /// Raised when the machine cancels the stream (user gone, deadline).
+    let cancelled: CancelFlag
     let label: String
+    /// The client's connection, whose watch is disarmed when the request ends.
+    let channel: (any Channel)?
     let rewriter: ChunkRewriter
     /// Metrics are recorded once per request, however it ends.
     private let recorded = OnceFlag()
@@ -214,9 +225,15 @@ struct Relay: Sendable {
             while let chunk = try await nextChunk(&acc) {
                 try await Self.write(rewriter.rewrite(chunk), to: &writer)
             }
-        } catch let e as SourceError {
+        } catch let e as SourceError where !cancelled.isRaised {
             return await ended(failure: e.error, acc: acc, writer: &writer)
         } catch {
+            // A failed write, or the machine cancelled the stream (the client's connection
+            // closed, or the deadline passed): stop reading at once.
+            if cancelled.isRaised, case .abort(let e)? = session.pending() {
+                try? await writer.write(ByteBuffer(bytes: SSEWriter.event(e.jsonData())))
+                try? await writer.finish(nil)
+            }
             return clientGone(acc)
         }
         await ended(failure: nil, acc: acc, writer: &writer)
@@ -245,15 +262,24 @@ struct Relay: Sendable {
         }
     }
 
-    /// A non-streaming `chat.completion`, built once the source finished.
+    /// A non-streaming `chat.completion`, built once the source finished (so an error at
+    /// any point is still a real HTTP error).
     func complete(_ headers: HTTPFields) async throws -> Response {
         var acc = StreamAccumulator()
         head.chunks.forEach { acc.add($0) }
         var failure: BackendError?
         do {
             while try await nextChunk(&acc) != nil {}
-        } catch let e as SourceError {
+        } catch let e as SourceError where !cancelled.isRaised {
             failure = e.error
+        } catch is SourceError {
+            // Cancelled by the machine: the deadline (an answer to write) or the client left.
+            if case .abort(let a)? = session.pending() {
+                finish(status: a.status, acc)
+                throw a
+            }
+            clientGone(acc)
+            throw CancellationError()
         } catch {
             clientGone(acc)
             throw error
@@ -287,7 +313,7 @@ struct Relay: Sendable {
         }
         if let chunk {
             acc.add(chunk)
-            if acc.chunks % 32 == 0, runtime.isCancelled(stream) { throw SourceError(error: .cancelled) }
+            if cancelled.isRaised { throw SourceError(error: .cancelled) }
         }
         return chunk
     }
@@ -312,6 +338,7 @@ struct Relay: Sendable {
 
     private func finish(status: Int, _ acc: StreamAccumulator) {
         guard recorded.set() else { return }
+        if let channel { runtime.connections.disarm(channel) }
         metrics.inFlight(backend: label, delta: -1)
         if status < 400 { metrics.request(endpoint: "chat", status: status) }
         metrics.requestDuration(.now - session.start, backend: label)
