@@ -60,6 +60,24 @@ public struct ChatCompletionRequest: Hashable, Sendable, Codable {
         self.frequencyPenalty = frequencyPenalty
     }
 
+    /// The same bounds `parse` enforces, for a request that arrived already structured (an
+    /// offered job from a peer): nil when valid, else the error naming the field.
+    public var validationProblem: APIError? {
+        if model.isEmpty { return .invalidValue("model", "must not be empty.") }
+        if messages.isEmpty { return .invalidValue("messages", "expected at least one message.") }
+        if messages.count > 100_000 { return .invalidValue("messages", "too many messages.") }
+        if let m = maxTokens, !(1...1_000_000).contains(m) { return .invalidValue("max_tokens", "must be in 1...1000000.") }
+        func check(_ v: Double?, _ name: String, _ r: ClosedRange<Double>) -> APIError? {
+            guard let v else { return nil }
+            return r.contains(v) ? nil : .invalidValue(name, "\(v) is out of range \(r.lowerBound)...\(r.upperBound).")
+        }
+        if let e = check(temperature, "temperature", 0...2) ?? check(topP, "top_p", 0...1)
+            ?? check(presencePenalty, "presence_penalty", -2...2) ?? check(frequencyPenalty, "frequency_penalty", -2...2) { return e }
+        if stop.count > 4 { return .invalidValue("stop", "at most 4 stop sequences are allowed.") }
+        if stop.contains("") { return .invalidValue("stop", "stop sequences must not be empty.") }
+        return nil
+    }
+
     /// Parameters accepted and ignored because they change nothing the node returns.
     static let ignoredParameters: Set<String> = ["store", "metadata", "service_tier"]
 
@@ -153,6 +171,10 @@ struct RequestValidator {
         }
     }
 
+    /// Keys a message object may have (OpenAI's message shapes; `refusal` is what clients
+    /// echo back from earlier assistant answers).
+    static let messageKeys: Set<String> = ["role", "content", "name", "tool_calls", "function_call", "audio", "tool_call_id", "refusal"]
+
     private func parseMessages() throws -> [ChatMessage] {
         guard let raw = value("messages") else { throw APIError.missing("messages") }
         guard case .array(let items) = raw else { throw APIError.invalidType("messages", expected: "array", got: raw) }
@@ -176,6 +198,9 @@ struct RequestValidator {
             throw APIError.unsupported("\(p).role", "'\(roleName)' messages need tool calling, which this node does not support.")
         default:
             throw APIError.invalidValue("\(p).role", "'\(roleName)' is not one of 'system', 'developer', 'user', 'assistant'.")
+        }
+        for key in m.keys.sorted() where !Self.messageKeys.contains(key) {
+            throw APIError.unknownParameter("\(p).\(key)")
         }
         for key in ["tool_calls", "function_call", "audio"] where m[key] != nil && m[key] != .null {
             throw APIError.unsupported("\(p).\(key)", "tool calling and audio are not supported.")

@@ -7,20 +7,30 @@ public struct Usage: Codable, Hashable, Sendable {
     public var totalTokens: Int
 
     public init(promptTokens: Int, completionTokens: Int) {
-        self.promptTokens = promptTokens
-        self.completionTokens = completionTokens
-        self.totalTokens = promptTokens + completionTokens
+        self.promptTokens = min(max(promptTokens, 0), Self.maxTokens)
+        self.completionTokens = min(max(completionTokens, 0), Self.maxTokens)
+        self.totalTokens = self.promptTokens + self.completionTokens
     }
 
     enum CodingKeys: String, CodingKey {
         case promptTokens = "prompt_tokens", completionTokens = "completion_tokens", totalTokens = "total_tokens"
     }
 
+    /// Upper bound of one count (an engine or a peer may send anything; counts are clamped
+    /// to 0…2³², so no sum of them can overflow).
+    public static let maxTokens = 1 << 32
+
+    /// Lenient and safe: missing counts are 0, negative ones 0, huge ones clamped to
+    /// `maxTokens`; `total_tokens` defaults to the sum.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        promptTokens = try c.decodeIfPresent(Int.self, forKey: .promptTokens) ?? 0
-        completionTokens = try c.decodeIfPresent(Int.self, forKey: .completionTokens) ?? 0
-        totalTokens = try c.decodeIfPresent(Int.self, forKey: .totalTokens) ?? (promptTokens + completionTokens)
+        func count(_ k: CodingKeys) -> Int? {
+            guard let v = try? c.decodeIfPresent(Double.self, forKey: k), v.isFinite else { return nil }
+            return Int(min(max(v.rounded(.down), 0), Double(Self.maxTokens)))
+        }
+        promptTokens = count(.promptTokens) ?? 0
+        completionTokens = count(.completionTokens) ?? 0
+        totalTokens = count(.totalTokens) ?? (promptTokens + completionTokens)
     }
 }
 

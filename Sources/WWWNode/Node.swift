@@ -8,6 +8,30 @@ import WWWAPI
 import WWWBackends
 import WWWCore
 
+/// An exclusive lock on a data directory (`flock` on `<data_dir>/node.lock`, which also
+/// holds the owner's pid), taken before anything in it is read or written, so a second
+/// process started on the same directory fails at once instead of changing its state.
+final class DataDirLock: Sendable {
+    let fd: Int32
+
+    init(directory: String) throws {
+        let path = (directory as NSString).appendingPathComponent("node.lock")
+        let fd = open(path, O_CREAT | O_RDWR, 0o600)
+        guard fd >= 0 else { throw ConfigError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let owner = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            close(fd)
+            throw ConfigError("data_dir \(directory) is in use by another wwwserve node (pid \(owner.isEmpty ? "?" : owner)); give each node its own data_dir")
+        }
+        _ = ftruncate(fd, 0)
+        let pid = Array("\(getpid())\n".utf8)
+        _ = pid.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }   // releases the lock
+}
+
 /// One wwwserve node: backends, HTTP API and services, run under swift-service-lifecycle
 /// with graceful shutdown on SIGTERM/SIGINT (the server stops accepting, in-flight requests
 /// get `shutdown_grace_s` to finish and are then cancelled; managed engines stop last).
@@ -22,9 +46,15 @@ public final class Node: Sendable {
     /// `network:` section).
     public let runtime: NodeRuntime
 
+    /// Held for the node's life: one process per data directory.
+    let dataDirLock: DataDirLock
+
     /// Builds the node's parts; nothing starts until `run`.
+    /// - Throws: `ConfigError` for a bad config, or when another node process uses `data_dir`.
     public init(config: NodeConfig, logger: Logger) throws {
         try config.validate()
+        try FileManager.default.createDirectory(atPath: config.node.dataDir, withIntermediateDirectories: true)
+        self.dataDirLock = try DataDirLock(directory: config.node.dataDir)
         self.config = config
         self.logger = logger
         self.metrics = NodeMetrics()
@@ -99,7 +129,10 @@ public final class Node: Sendable {
                 await onListening?(port)
             },
             logger: logger)
-        var groupConfig = ServiceGroupConfiguration(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Shut down in reverse order: first the network hears that this node leaves (so no
+        // new offers come while in-flight requests finish), then the server drains.
+        var groupConfig = ServiceGroupConfiguration(services: [.init(service: app), .init(service: LeaveOnShutdown(runtime: runtime))],
+                                                    gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         groupConfig.maximumGracefulShutdownDuration = .milliseconds(Int64(config.node.shutdownGraceS * 1000))
         groupConfig.cancellationSignals = []
         let group = ServiceGroup(configuration: groupConfig)
@@ -111,6 +144,15 @@ public final class Node: Sendable {
         }
         await shutdownClients()
         logger.info("wwwserve node stopped")
+    }
+
+    /// On graceful shutdown, gossips `left` at once (before the server's grace period).
+    struct LeaveOnShutdown: Service {
+        let runtime: NodeRuntime
+        func run() async throws {
+            try? await gracefulShutdown()
+            await runtime.leave()
+        }
     }
 
     func shutdownClients() async {

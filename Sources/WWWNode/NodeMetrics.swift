@@ -41,9 +41,10 @@ public final class NodeMetrics: Sendable {
         Timer(label: "wwwserve_ttft_seconds", dimensions: [("backend", backend)], factory: factory).recordNanoseconds(d.nanosecondsClamped)
     }
 
+    /// Token counts (never negative: whatever an engine reports, a counter only grows).
     public func tokens(prompt: Int, completion: Int, backend: String) {
-        Counter(label: "wwwserve_tokens_total", dimensions: [("direction", "in"), ("backend", backend)], factory: factory).increment(by: prompt)
-        Counter(label: "wwwserve_tokens_total", dimensions: [("direction", "out"), ("backend", backend)], factory: factory).increment(by: completion)
+        Counter(label: "wwwserve_tokens_total", dimensions: [("direction", "in"), ("backend", backend)], factory: factory).increment(by: max(0, prompt))
+        Counter(label: "wwwserve_tokens_total", dimensions: [("direction", "out"), ("backend", backend)], factory: factory).increment(by: max(0, completion))
     }
 
     public func inFlight(backend: String, delta: Int) {

@@ -209,6 +209,9 @@ struct NetworkHarnessTests {
         }
         w.sim.run(for: .seconds(70))
         #expect(w.unfinished(excluding: [victim]) == 0)
+        // None hung until its deadline: an executor refusing connections is passed over at once.
+        let hung = w.submitted.filter { $0.node != victim && w.result($0)?.failure == .deadlineExceeded }.count
+        #expect(hung == 0)
         #expect(w.supplyViolations == 0)
     }
 

@@ -257,6 +257,22 @@ struct NodeMachineRequesterTests {
         ])
     }
 
+    /// Regression: the round used to be passed on before `unreachable` moved it, so the next
+    /// executor's accept was ignored and the request hung until its deadline (while the
+    /// executor ran the job and was paid).
+    @Test("after an unreachable executor the next one's accept is honoured and the answer relayed")
+    func acceptAfterUnreachable() {
+        var m = requester()
+        _ = m.handle(.userRequest(r1, F.spec()), now: t0)
+        _ = m.handle(.stream(s1, .failed(.connectionLost)), now: ms(3))   // offers s2 to node 3
+        let yes = F.answer(job: F.job(1, 1), requester: 1, executor: 3, reason: nil, at: ms(10))
+        #expect(m.handle(.peerMessage(.offerAnswer(yes), from: F.id(3), fromAddress: F.addr(3)), now: ms(10)) == [
+            .cancelTimer(.offer(s2)),
+            .notify(.offer(.requester, .accepted)),
+        ])
+        #expect(m.handle(.stream(s2, .firstContent), now: ms(50)) == [.respond(r1, .commit(stream: s2, executor: F.id(3)))])
+    }
+
     @Test("an executor that fails before the first byte is excluded; the job goes elsewhere with its route")
     func failoverAcrossPeers() {
         var m = requester()
@@ -336,14 +352,32 @@ struct NodeMachineRequesterTests {
         _ = m.handle(.peerMessage(.offerAnswer(F.answer(job: job1, requester: 1, executor: 2, reason: .overloaded, at: ms(1))), from: F.id(2), fromAddress: F.addr(2)), now: ms(1))
         _ = m.handle(.peerMessage(.offerAnswer(F.answer(job: job1, requester: 1, executor: 3, reason: .overloaded, at: ms(2))), from: F.id(3), fromAddress: F.addr(3)), now: ms(2))
         #expect(m.waitingRequests == 1)
-        _ = m.handle(.userRequest(r2, F.spec()), now: ms(3))   // offers s3 to 2
-        _ = m.handle(.peerMessage(.offerAnswer(F.answer(job: job2, requester: 1, executor: 2, reason: .overloaded, at: ms(4))), from: F.id(2), fromAddress: F.addr(2)), now: ms(4))
-        let out = m.handle(.peerMessage(.offerAnswer(F.answer(job: job2, requester: 1, executor: 3, reason: .overloaded, at: ms(5))), from: F.id(3), fromAddress: F.addr(3)), now: ms(5))
-        #expect(Array(out.suffix(3)) == [
+        _ = job2
+        #expect(m.handle(.userRequest(r2, F.spec()), now: ms(3)) == [
+            .setTimer(.deadline(r2), at: t0 + .seconds(300)),
             .respond(r2, .reject(.queueFull)),
             .cancelTimer(.deadline(r2)),
             .notify(.requestEnded(r2, failure: .queueFull)),
         ])
+    }
+
+    @Test("first come, first served: a new request queues behind older waiting ones, which go first")
+    func fifo() {
+        var m = requester()
+        let job1 = F.job(1, 1)
+        _ = m.handle(.userRequest(r1, F.spec()), now: t0)
+        _ = m.handle(.peerMessage(.offerAnswer(F.answer(job: job1, requester: 1, executor: 2, reason: .overloaded, at: ms(1))), from: F.id(2), fromAddress: F.addr(2)), now: ms(1))
+        _ = m.handle(.peerMessage(.offerAnswer(F.answer(job: job1, requester: 1, executor: 3, reason: .overloaded, at: ms(2))), from: F.id(3), fromAddress: F.addr(3)), now: ms(2))
+        #expect(m.waitingRequests == 1)
+        #expect(m.handle(.userRequest(r2, F.spec()), now: ms(30)) == [
+            .setTimer(.deadline(r2), at: t0 + .seconds(300)),
+            .setTimer(.retry(r2), at: ms(230)),
+            .cancelTimer(.retry(r1)),
+            .openOffer(s3, to: F.id(2), address: F.addr(2), offer(to: 2), request: r1),
+            .setTimer(.offer(s3), at: ms(2_030)),
+        ])
+        // r2's own timer gives the turn to r1 again while r1 waits; r2 keeps its place.
+        #expect(m.waitingRequests == 1)
     }
 
     @Test("a pinned request never leaves; a node that cannot pay says so")
@@ -506,8 +540,34 @@ struct NodeMachineExecutorTests {
         #expect(send(&m, auth, at: ms(5)).last == .notify(.offer(.executor, .rejected(.catchingUp))))
         _ = F.heardFrom(&m, 1, now: ms(6))
         #expect(m.readyToAppend)
-        // A peer's digest showing more of our own chain than we hold blocks signing again.
-        _ = m.handle(.peerMessage(.ledgerSync(LedgerSyncMessage(role: .push, digest: [F.id(2): 3])), from: F.id(1), fromAddress: F.addr(1)), now: ms(7))
+        // A digest claiming more of our own chain than we hold, without proof, is refused
+        // (anyone could send one and stop this node from signing).
+        #expect(m.handle(.peerMessage(.ledgerSync(LedgerSyncMessage(role: .push, digest: [F.id(2): 3])), from: F.id(9), fromAddress: F.addr(9)), now: ms(7))
+                == [.notify(.peerMessageRefused(.ledger, from: F.id(9), reason: "claims more of this node's own chain than it proves"))])
+        #expect(m.readyToAppend)
+        // With the claimed head of our own chain, signed by us, it blocks signing again.
+        let receipt = JobReceipt(authorization: F.auth(requester: 1, executor: 2, seq: 1, expiresAt: ms(60_000)),
+                                 responseHash: F.outcome().responseHash, inputTokens: 1, outputTokens: 1)
+        let head = LedgerEvent(authorSeq: 3, createdAt: ms(1), body: .jobReceipt(receipt), signer: F.signer(2), crypto: F.crypto)
+        _ = m.handle(.peerMessage(.ledgerSync(LedgerSyncMessage(role: .push, digest: [F.id(2): 3], recipientHead: head)),
+                                  from: F.id(1), fromAddress: F.addr(1)), now: ms(8))
         #expect(!m.readyToAppend)
+        #expect(m.ledger?.bufferedCount == 1)   // the proof is kept until the gap fills
+    }
+
+    @Test("a ledger request from a stranger is applied but never answered (no reflection)")
+    func strangersGetNoReplies() {
+        var m = executor()
+        let request = LedgerSyncMessage(role: .request, digest: [:])
+        // Node 9 is not a member; it names node 1's address as its own.
+        #expect(m.handle(.peerMessage(.ledgerSync(request), from: F.id(9), fromAddress: F.addr(1)), now: ms(1)) == [])
+        // A member is answered, at the address of its own signed record.
+        let out = m.handle(.peerMessage(.ledgerSync(request), from: F.id(1), fromAddress: "192.0.2.1:1"), now: ms(2))
+        #expect(out.count == 1)
+        if case .send(.ledgerSync(let reply), let to, let address)? = out.first {
+            #expect(reply.role == .reply && to == F.id(1) && address == F.addr(1))
+        } else {
+            Issue.record("expected a reply to the member")
+        }
     }
 }

@@ -39,12 +39,19 @@ struct ExecutorJobs: Sendable {
 
     /// The checks about the offer itself, in order; nil when it may go on to the
     /// acceptance policy.
-    static func offerProblem(_ offer: OfferMessage, from: NodeID, me: NodeID, now: Instant,
+    /// Longest an authorization may stay claimable: past it, an offer is refused as a bad
+    /// authorization (a job that lives forever would pin a slot and a promise of credits).
+    static let maxLifetime = Duration.seconds(24 * 3600)
+
+    static func offerProblem(_ offer: OfferMessage, from: NodeID, me: NodeID, now: Instant, price: Credits,
                              crypto: any CryptoProvider) -> OfferRejectionReason? {
         let auth = offer.authorization
         guard auth.signer == from, auth.value.requester == from, auth.isValid(crypto) else { return .badAuthorization }
         guard auth.value.executor == me else { return .wrongExecutor }
-        guard auth.value.expiresAt > now, auth.value.price >= .zero else { return .expired }
+        guard auth.value.expiresAt > now else { return .expired }
+        guard auth.value.expiresAt <= now + maxLifetime else { return .badAuthorization }
+        // The network's price is the genesis price: a lower one is refused whatever the policy.
+        guard auth.value.price >= price else { return .priceTooLow }
         return nil
     }
 

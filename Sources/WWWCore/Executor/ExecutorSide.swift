@@ -5,8 +5,9 @@ extension NetworkState {
     /// Handles an offer from `from`; an accepted job runs on stream `s`. Checks, in order (the first that fails is the typed
     /// rejection reason in the signed answer):
     ///
-    /// 1. `badAuthorization` — the payment authorization is not signed by the sender, or
-    ///    names another requester; `wrongExecutor`; `expired`;
+    /// 1. `badAuthorization` — the payment authorization is not signed by the sender, names
+    ///    another requester, or claims to stay valid more than a day; `wrongExecutor`;
+    ///    `expired`; `priceTooLow` — below the genesis price;
     /// 2. `catchingUp` — this node may not sign ledger events yet (`readyToAppend`);
     /// 3. `duplicateJob` — the job was accepted or receipted here before;
     /// 4. the acceptance policy (`AcceptanceDecision.evaluate`): `notServing`,
@@ -22,7 +23,7 @@ extension NetworkState {
                                now: Instant, prng: inout SeededPRNG, into out: inout [NodeDirective]) {
         let auth = offer.authorization
         let model = auth.value.model
-        var reason = ExecutorJobs.offerProblem(offer, from: from, me: me, now: now, crypto: crypto)
+        var reason = ExecutorJobs.offerProblem(offer, from: from, me: me, now: now, price: price, crypto: crypto)
         if reason == nil, !readyToAppend { reason = .catchingUp }
         if reason == nil, executor.isKnown(auth.value.job) { reason = .duplicateJob }
         if reason == nil {

@@ -158,6 +158,16 @@ public struct Ledger: Sendable {
         return d
     }
 
+    /// The last event of `author`'s contiguous chain, if any.
+    public func head(of author: NodeID) -> LedgerEvent? {
+        chains[author]?.last.flatMap { held[$0] }
+    }
+
+    /// Whether `event` is well-formed and validly signed (the checks `receive` applies).
+    public func isAuthentic(_ event: LedgerEvent, now: Instant) -> Bool {
+        validate(event, now: now, checkSignatures: true) == nil
+    }
+
     /// The highest contiguous authorSeq held for `author` (0 when none).
     public func highWater(of author: NodeID) -> UInt64 { UInt64(chains[author]?.count ?? 0) }
 

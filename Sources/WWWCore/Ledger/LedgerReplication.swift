@@ -66,7 +66,8 @@ struct LedgerReplication: Sendable {
     /// Handles a received sync message: applies its events and proofs, then answers by role.
     /// Returns the ledger's directives (persist first) followed by the answer, if any, and
     /// the events of equivocation proofs found now (the caller pushes them on).
-    mutating func receive(_ m: LedgerSyncMessage, from: NodeID, address: String, ledger: inout Ledger,
+    /// `address`: where answers go (nil: no answer — the sender is not a live member).
+    mutating func receive(_ m: LedgerSyncMessage, from: NodeID, address: String?, ledger: inout Ledger,
                           now: Instant) -> (directives: [NodeDirective], newProofs: [LedgerEvent]) {
         guard from != me else {
             return ([.notify(.peerMessageRefused(.ledger, from: from, reason: "a sync from this node itself"))], [])
@@ -75,8 +76,21 @@ struct LedgerReplication: Sendable {
             return ([.notify(.peerMessageRefused(.ledger, from: from, reason: "too many events in one sync message"))], [])
         }
         heardDigest = true
-        remoteSelfHighWater = max(remoteSelfHighWater, m.digest[me] ?? 0)
-        var (out, proofs) = Self.apply(m.events + m.proofs, from: from, ledger: &ledger, now: now)
+        var incoming = m.events + m.proofs
+        var refused: [NodeDirective] = []
+        let claim = m.digest[me] ?? 0
+        if claim > ledger.highWater(of: me) {
+            // Believed only with proof: the claimed head of this node's own chain, signed by it.
+            if let head = m.recipientHead, head.author == me, head.authorSeq == claim, ledger.isAuthentic(head, now: now) {
+                remoteSelfHighWater = max(remoteSelfHighWater, claim)
+                incoming.append(head)
+            } else {
+                refused.append(.notify(.peerMessageRefused(.ledger, from: from, reason: "claims more of this node's own chain than it proves")))
+            }
+        }
+        var (out, proofs) = Self.apply(incoming, from: from, ledger: &ledger, now: now)
+        out = refused + out
+        guard let address, m.role != .push else { return (out, proofs) }
         let missing = ledger.eventsMissing(from: m.digest, limit: config.batch)
         switch m.role {
         case .request:
@@ -126,7 +140,8 @@ struct LedgerReplication: Sendable {
 
     private func message(_ role: LedgerSyncMessage.Role, _ ledger: Ledger, events: [LedgerEvent], to: NodeID,
                          address: String) -> NodeDirective {
-        let m = LedgerSyncMessage(role: role, digest: ledger.digest(), events: events, proofs: LedgerSyncProofs.carried(by: ledger))
+        let m = LedgerSyncMessage(role: role, digest: ledger.digest(), events: events, proofs: LedgerSyncProofs.carried(by: ledger),
+                                  recipientHead: ledger.head(of: to))
         return .send(.ledgerSync(m), to: to, address: address)
     }
 }

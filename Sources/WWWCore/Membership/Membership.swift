@@ -425,10 +425,11 @@ extension Membership {
         seq: UInt64, target: NodeID, targetAddress: String, from: NodeID, fromAddress: String, now: Instant,
         into out: inout [MembershipDirective]
     ) {
-        guard target != nodeID, relays.count < config.maxPendingRelays else { return }
+        // Only for a target this node knows, at the address its own signed record gives: a
+        // ping-req can never make this node send to an address a stranger chose.
+        guard target != nodeID, relays.count < config.maxPendingRelays, let address = entries[target]?.signed.value.address else { return }
         let mySeq = takeSeq()
         relays[mySeq] = Relay(requester: from, requesterAddress: fromAddress, originalSeq: seq, target: target, expiresAt: now + config.protocolPeriod)
-        let address = entries[target]?.signed.value.address ?? targetAddress
         out.append(.send(.node(target, address: address), message(.ping(seq: mySeq, target: target))))
     }
 

@@ -197,8 +197,11 @@ struct NetworkState: Sendable {
 
     mutating func receiveSync(_ m: LedgerSyncMessage, from: NodeID, fromAddress: String, now: Instant,
                               prng: inout SeededPRNG, into out: inout [NodeDirective]) {
-        let address = membership.record(of: from)?.address ?? fromAddress
-        let (ds, proofs) = replication.receive(m, from: from, address: address, ledger: &ledger, now: now)
+        // Answers go only to a live member, at the address of its own signed record: a sync
+        // from a stranger, or one naming someone else's address, is applied but not answered
+        // (no reflection of large replies to an address a stranger chose).
+        let member = membership.record(of: from).flatMap { $0.status == .alive || $0.status == .suspect ? $0 : nil }
+        let (ds, proofs) = replication.receive(m, from: from, address: member?.address, ledger: &ledger, now: now)
         out += ds
         out += replication.publish(proofs, ledger, extra: [], peers: membership.alivePeers(), prng: &prng)
     }

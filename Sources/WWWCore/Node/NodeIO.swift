@@ -162,6 +162,8 @@ public enum RequestFailure: Hashable, Sendable {
     case backendUnavailable(model: String)
     /// The pending queue is full (503 + Retry-After).
     case queueFull
+    /// This node is not running: starting, or shutting down (503 + Retry-After).
+    case shuttingDown
     /// No executor took the request before its placement deadline (503 + Retry-After).
     case noCapacity(model: String)
     /// The attempt on `stream` failed with `failure` and no failover was possible.

@@ -63,15 +63,21 @@ public struct LedgerSyncMessage: Hashable, Sendable, Codable, CanonicallyEncodab
     public var digest: [NodeID: UInt64]
     public var events: [LedgerEvent]
     public var proofs: [LedgerEvent]
+    /// The last event the sender holds of the *recipient's* own chain: proof of what the
+    /// digest claims about it (a node signs nothing while a peer holds more of its chain
+    /// than it does, so such a claim must not be believed without the signed event).
+    public var recipientHead: LedgerEvent?
 
-    public init(role: Role, digest: [NodeID: UInt64], events: [LedgerEvent] = [], proofs: [LedgerEvent] = []) {
+    public init(role: Role, digest: [NodeID: UInt64], events: [LedgerEvent] = [], proofs: [LedgerEvent] = [],
+                recipientHead: LedgerEvent? = nil) {
         self.role = role
         self.digest = digest
         self.events = events
         self.proofs = proofs
+        self.recipientHead = recipientHead
     }
 
-    enum CodingKeys: String, CodingKey { case role, digest, events, proofs }
+    enum CodingKeys: String, CodingKey { case role, digest, events, proofs, recipientHead }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -87,6 +93,7 @@ public struct LedgerSyncMessage: Hashable, Sendable, Codable, CanonicallyEncodab
         digest = d
         events = try c.decodeIfPresent([LedgerEvent].self, forKey: .events) ?? []
         proofs = try c.decodeIfPresent([LedgerEvent].self, forKey: .proofs) ?? []
+        recipientHead = try c.decodeIfPresent(LedgerEvent.self, forKey: .recipientHead)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -95,6 +102,7 @@ public struct LedgerSyncMessage: Hashable, Sendable, Codable, CanonicallyEncodab
         try c.encode(Dictionary(uniqueKeysWithValues: digest.map { ($0.key.hex, $0.value) }), forKey: .digest)
         try c.encode(events, forKey: .events)
         try c.encode(proofs, forKey: .proofs)
+        try c.encodeIfPresent(recipientHead, forKey: .recipientHead)
     }
 
     public var canonical: CanonicalValue {
@@ -103,6 +111,7 @@ public struct LedgerSyncMessage: Hashable, Sendable, Codable, CanonicallyEncodab
             "digest": .object(Dictionary(uniqueKeysWithValues: digest.map { ($0.key.hex, .int(Int64(truncatingIfNeeded: $0.value))) })),
             "events": .array(events.map { .string($0.id.hex) }),
             "proofs": .array(proofs.map { .string($0.id.hex) }),
+            "recipientHead": recipientHead.map { .string($0.id.hex) } ?? .null,
         ])
     }
 }

@@ -12,12 +12,24 @@ extension NodeMachine {
         }
         requests[id] = RequestLifecycle(id: id, spec: spec, now: now, queueTimeout: config.queueTimeout, policy: config.policy)
         out.append(.setTimer(.deadline(id), at: spec.deadline))
+        // First come, first served: while older requests for the model wait, a new one
+        // queues behind them, and the oldest gets the next try.
+        if oldestWaiting(for: spec.model) != nil {
+            wait(id, now: now, into: &out)
+            if requests[id] != nil { wake(models: [spec.model], limit: 1, now: now, into: &out) }
+            return
+        }
         place(id, now: now, into: &out)
+    }
+
+    /// The oldest request waiting for `model`.
+    func oldestWaiting(for model: String) -> RequestID? {
+        waiting.first { requests[$0]?.spec.model == model }
     }
 
     /// Checks that need no decision: is the model served at all, may it be, is there room.
     private func admissionProblem(_ spec: UserRequestSpec) -> RequestFailure? {
-        guard phase == .running else { return .queueFull }
+        guard phase == .running else { return .shuttingDown }
         let local = backends.serves(spec.model)
         let remote = net?.peersServe(spec.model) ?? false
         if !local && !remote {
@@ -152,7 +164,8 @@ extension NodeMachine {
             return
         }
         guard let id = jobRequests[a.job], let r = requests[id], case .offering(var round, let s, let executor) = r.phase,
-              executor == from else { return }   // stale: that offer was given up already
+              executor == from, case .offering(let candidate, _, _) = round.state, candidate == from
+        else { return }   // stale: that offer was given up already
         out.append(.cancelTimer(.offer(s)))
         let next: OfferRound.Action
         if let reason = a.reason {
@@ -196,7 +209,8 @@ extension NodeMachine {
             out.append(.cancelStream(s))
             requestStreams[s] = nil
             out.append(.notify(.offer(.requester, .unreachable)))
-            roundAction(id, round: round, round.unreachable(from: executor, now: now), now: now, into: &out)
+            let next = round.unreachable(from: executor, now: now)   // mutates the round first
+            roundAction(id, round: round, next, now: now, into: &out)
         case (.running(let current, let target), .firstContent) where current == s:
             requests[id]!.route.firstByte(from: target)
             requests[id]!.phase = .committed(stream: s, target: target)
@@ -288,6 +302,11 @@ extension NodeMachine {
 
     mutating func retryFired(_ id: RequestID, now: Instant, into out: inout [NodeDirective]) {
         guard let r = requests[id], case .waiting(let at) = r.phase, at <= now else { return }
+        if let oldest = oldestWaiting(for: r.spec.model), oldest != id {
+            // An older request goes first; this one keeps its place in the queue.
+            wait(id, now: now, into: &out)
+            return wake(models: [r.spec.model], limit: 1, now: now, into: &out)
+        }
         unpark(id)
         place(id, now: now, into: &out)
     }
@@ -298,9 +317,9 @@ extension NodeMachine {
 
     /// Capacity may have shown up for `models`: retry up to `maxWakePerSignal` waiting
     /// requests for them now, oldest first.
-    mutating func wake(models: Set<String>, now: Instant, into out: inout [NodeDirective]) {
+    mutating func wake(models: Set<String>, limit: Int? = nil, now: Instant, into out: inout [NodeDirective]) {
         guard !waiting.isEmpty, !models.isEmpty else { return }
-        let due = waiting.filter { requests[$0].map { models.contains($0.spec.model) } ?? false }.prefix(config.maxWakePerSignal)
+        let due = waiting.filter { requests[$0].map { models.contains($0.spec.model) } ?? false }.prefix(limit ?? config.maxWakePerSignal)
         for id in due where requests[id]?.isWaiting == true {
             out.append(.cancelTimer(.retry(id)))
             unpark(id)

@@ -50,10 +50,24 @@ struct PeerContext: Sendable {
             seeds: Array(Set(genesis.seeds + section.join)).sorted(), membership: mc,
             period: .milliseconds(section.gossipPeriodMs), declaredStake: config.policy.declaredStake, restored: restored)
         let ctx = PeerContext(key: key, crypto: crypto, store: store, verifier: LockedEnvelopeVerifier(EnvelopeVerifier(crypto: crypto)),
-                              genesis: genesis, advertise: advertise, client: HTTPClient.shared,
+                              genesis: genesis, advertise: advertise, client: Self.peerClient,
                               peerTimeout: .milliseconds(section.peerTimeoutMs))
         return (ctx, setup)
     }
+
+    /// The process-wide client for peer traffic (like `HTTPClient.shared`, it lives as long
+    /// as the process, so no shutdown can be missed; every call has its own deadline). A
+    /// refused connection fails at once (no retries until the connect timeout: a dead
+    /// executor's port refuses, and the offer must move on now); a peer silent for two
+    /// minutes mid-stream fails the stream (a stopped process).
+    static let peerClient: HTTPClient = {
+        var cfg = HTTPClient.Configuration()
+        cfg.timeout = .init(connect: .seconds(2), read: .seconds(120))
+        cfg.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 16)
+        cfg.connectionPool.retryConnectionEstablishment = false
+        cfg.decompression = .disabled
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: cfg)
+    }()
 
     static func loadGenesis(_ path: String) throws -> Genesis {
         guard let data = FileManager.default.contents(atPath: path) else { throw ConfigError("cannot read genesis file '\(path)'") }

@@ -106,6 +106,11 @@ struct PeerRoutes: Sendable {
             http.metrics.peerMessage(kind: v.kind, outcome: "rejected_malformed")
             throw APIError.invalidRequest("the authorization's model differs from the request's", param: "model", code: "invalid_message")
         }
+        // The offered request gets the same bounds as a user's (it reaches this node's engine).
+        if let problem = body.request.validationProblem {
+            http.metrics.peerMessage(kind: v.kind, outcome: "rejected_malformed")
+            throw problem
+        }
         let connection = OfferConnection(job: body.offer.job, request: body.request)
         guard runtime.register(connection) else {
             throw APIError(status: 409, message: "an offer for this job is already open", type: "invalid_request_error", code: "duplicate_offer")

@@ -46,6 +46,7 @@ public final class NodeRuntime: Service, @unchecked Sendable {
     var failedProbes: [String: Int] = [:]
     private var loops: [Task<Void, Never>] = []
     private var started = false
+    private var leaving = false
 
     /// Builds the machine from the config (policy parsed once; a bad policy throws).
     public init(config: NodeConfig, pool: BackendPool, metrics: NodeMetrics, logger: Logger) throws {
@@ -105,8 +106,13 @@ public final class NodeRuntime: Service, @unchecked Sendable {
         stop()
     }
 
-    /// Gossips `left` and waits (at most a second) for the sends to go out.
+    /// Gossips `left` and waits (at most a second) for the sends to go out. Once.
     func leave() async {
+        let first: Bool = lock.withLock {
+            defer { leaving = true }
+            return !leaving
+        }
+        guard first else { return }
         submit(.leave)
         for _ in 0..<20 where lock.withLock({ outstandingSends }) > 0 {
             try? await Task.sleep(for: .milliseconds(50))

@@ -23,6 +23,8 @@ extension NodeRuntime {
             return .unavailable("The backends serving '\(m)' are down or restarting; retry shortly.", retryAfter: 2)
         case .queueFull:
             return .overloaded("Too many requests are waiting on this node; retry shortly.", retryAfter: 1)
+        case .shuttingDown:
+            return .unavailable("This node is shutting down (or not started yet); retry on another node.", retryAfter: 1)
         case .noCapacity(let m):
             return .overloaded("No backend or peer could take a request for '\(m)' within \(Int(config.node.queueTimeoutS)) s; retry shortly.", retryAfter: 2)
         case .stream(let s, let failure):
@@ -64,7 +66,12 @@ extension NodeRuntime {
         case .peerMessageRefused(let kind, let from, let reason):
             metrics.peerMessage(kind: kind.rawValue, outcome: "refused")
             logger.debug("peer message refused", metadata: ["kind": "\(kind)", "from": "\(from)", "reason": "\(reason)"])
-        case .requestEnded(let id, _):
+        case .requestEnded(let id, let failure):
+            if let failure {
+                let e = apiError(failure)
+                logger.log(level: e.status >= 500 ? .warning : .info, "request failed",
+                           metadata: ["request": "\(id)", "status": "\(e.status)", "reason": "\(failure)", "message": "\(e.message)"])
+            }
             endSession(id)
         }
     }
