@@ -275,3 +275,41 @@ def test_a_client_that_leaves_mid_stream_cancels_before_the_next_token(faulty, u
         assert time.monotonic() - left < 1.0, "the node kept the engine request open until the next token"
         time.sleep(0.02)
     print(f"engine request closed {upstream.closed_at[-1] - left:.3f}s after the client left mid-stream")
+
+
+@pytest.fixture(scope="module")
+def hasty(workdir, upstream):
+    """A node whose requests must be over within 3 s."""
+    config = {"node": {"max_body_bytes": MAX_BODY, "request_timeout_s": 3},
+              "backends": [{"name": "scripted", "kind": "openai", "base_url": upstream.base_url, "capacity": 4,
+                            "models": [{"name": s} for s in SCENARIOS]}]}
+    node = NodeProcess("hasty", config, workdir)
+    try:
+        node.start()
+    except NodeStartError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield node
+    node.stop()
+
+
+def test_the_deadline_ends_a_committed_stream_with_an_error(hasty, upstream):
+    n0 = len(upstream.closed_at)
+    t0 = time.monotonic()
+    with chat(hasty, "slow-tokens", True) as r:
+        assert r.status_code == 200
+        data = sse_data(r)
+    took = time.monotonic() - t0
+    assert took < 5, f"the stream outlived request_timeout_s (3 s) by far: {took:.1f} s"
+    assert "[DONE]" not in data
+    assert "request_timeout_s" in data[-1]
+    deadline = time.monotonic() + 2
+    while len(upstream.closed_at) == n0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(upstream.closed_at) > n0, "the engine request was not closed at the deadline"
+
+
+def test_the_deadline_answers_a_non_streaming_request_with_504(hasty):
+    t0 = time.monotonic()
+    r = chat(hasty, "slow-tokens", False)
+    assert time.monotonic() - t0 < 5
+    assert_openai_error(r, 504)
