@@ -80,13 +80,16 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         public var queueTimeoutS: Double = 60
         /// Requests waiting for placement at once; past it new ones get 503 + Retry-After.
         public var maxPending: Int = 256
+        /// A backend or peer that answered 429/503 without a Retry-After gets no new work
+        /// for this long; one with a Retry-After is left alone that long (at most 300 s).
+        public var cooldownS: Double = 2
 
         public init() {}
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case host, port, maxBodyBytes = "max_body_bytes", apiKeys = "api_keys", requestTimeoutS = "request_timeout_s"
             case shutdownGraceS = "shutdown_grace_s", logLevel = "log_level", dataDir = "data_dir", idleTimeoutS = "idle_timeout_s"
-            case queueTimeoutS = "queue_timeout_s", maxPending = "max_pending"
+            case queueTimeoutS = "queue_timeout_s", maxPending = "max_pending", cooldownS = "cooldown_s"
         }
 
         public init(from decoder: any Decoder) throws {
@@ -104,6 +107,7 @@ public struct NodeConfig: Codable, Sendable, Equatable {
             dataDir = try c.decodeIfPresent(String.self, forKey: .dataDir) ?? d.dataDir
             queueTimeoutS = try c.decodeIfPresent(Double.self, forKey: .queueTimeoutS) ?? d.queueTimeoutS
             maxPending = try c.decodeIfPresent(Int.self, forKey: .maxPending) ?? d.maxPending
+            cooldownS = try c.decodeIfPresent(Double.self, forKey: .cooldownS) ?? d.cooldownS
         }
     }
 
@@ -290,6 +294,7 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         guard node.idleTimeoutS >= 1 else { throw ConfigError("node.idle_timeout_s must be at least 1") }
         guard node.queueTimeoutS >= 0, node.queueTimeoutS < 1e6 else { throw ConfigError("node.queue_timeout_s must be between 0 and 1e6") }
         guard (0...100_000).contains(node.maxPending) else { throw ConfigError("node.max_pending must be in 0...100000") }
+        guard node.cooldownS >= 0, node.cooldownS <= 300 else { throw ConfigError("node.cooldown_s must be between 0 and 300") }
         guard !backends.isEmpty || network != nil else {
             throw ConfigError("at least one backend is required under 'backends' (a node without backends must join a network)")
         }

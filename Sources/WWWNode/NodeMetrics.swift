@@ -64,6 +64,11 @@ public final class NodeMetrics: Sendable {
     /// A peer message by kind ("membership", "ledger", "offer") and outcome ("sent",
     /// "accepted", "rejected_badSignature", "rejected_stale", "rejected_replayedNonce",
     /// "rejected_wrongRecipient", "send_failed", "dropped", …).
+    /// A backend or peer answered 429/503 and cools down (`target`: "local" or "peer").
+    public func cooldown(target: String, status: Int) {
+        Counter(label: "wwwserve_upstream_cooldowns_total", dimensions: [("target", target), ("status", String(status))], factory: factory).increment()
+    }
+
     public func peerMessage(kind: String, outcome: String) {
         Counter(label: "wwwserve_peer_messages_total", dimensions: [("kind", kind), ("outcome", outcome)], factory: factory).increment()
     }

@@ -5,6 +5,7 @@ null, never a false zero; reasoning text relayed; 429 kept as 429 with Retry-Aft
 lone surrogate escapes as U+FFFD. Each scenario is a model name of one fake backend."""
 from __future__ import annotations
 
+import collections
 import json
 import select
 import socket
@@ -29,6 +30,7 @@ def _chunk(delta, finish=None):
 class ScriptedUpstream:
     def __init__(self):
         self.closed_at: list[float] = []   # when the node closed a held connection
+        self.hits = collections.Counter()   # POSTs per scenario
         upstream = self
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -62,6 +64,7 @@ class ScriptedUpstream:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 s = body.get("model")
+                upstream.hits[s] += 1
                 data = lambda obj: "data: " + json.dumps(obj) + "\n\n"
                 if s == "error-before-content":
                     return self._sse([data(_chunk({"role": "assistant"})),
@@ -139,7 +142,10 @@ def faulty(workdir, upstream):
     up = upstream
     config = {"node": {"max_body_bytes": MAX_BODY, "request_timeout_s": 30},
               "backends": [{"name": "scripted", "kind": "openai", "base_url": up.base_url, "capacity": 4,
-                            "models": [{"name": s} for s in SCENARIOS]}]}
+                            "models": [{"name": s} for s in SCENARIOS] + [{"name": "shared", "upstream_name": "rate-limited"}]},
+                           # The same model on a second engine that answers (for failover).
+                           {"name": "scripted-b", "kind": "openai", "base_url": up.base_url, "capacity": 4,
+                            "models": [{"name": "shared", "upstream_name": "no-usage"}]}]}
     node = NodeProcess("faulty", config, workdir)
     try:
         node.start()
@@ -207,6 +213,43 @@ def test_a_rate_limit_stays_429_with_retry_after(faulty):
     r = chat(faulty, "rate-limited", False)
     assert_openai_error(r, 429)
     assert r.headers.get("Retry-After") == "3"
+
+
+def test_a_rate_limited_engine_cools_down_for_its_retry_after(workdir, upstream):
+    # A node of its own: the cooldown must not leak into the other tests' timing.
+    config = {"backends": [{"name": "limited", "kind": "openai", "base_url": upstream.base_url, "capacity": 4,
+                            "models": [{"name": "rate-limited"}, {"name": "no-usage"}]}]}
+    node = NodeProcess("cooldown", config, workdir)
+    node.start()
+    try:
+        n0 = upstream.hits["rate-limited"]
+        first = chat(node, "rate-limited", False)
+        assert_openai_error(first, 429)
+        assert upstream.hits["rate-limited"] == n0 + 1
+        # Inside the engine's retry-after-ms (2.5 s, 3 s in whole seconds) the node answers for it.
+        again = chat(node, "rate-limited", True)
+        err = assert_openai_error(again, 429)
+        assert err["code"] == "rate_limit_exceeded"
+        assert 1 <= int(again.headers["Retry-After"]) <= 3
+        assert upstream.hits["rate-limited"] == n0 + 1, "the request went to the engine during its cooldown"
+        # The engine's other models are not affected.
+        assert chat(node, "no-usage", False).status_code == 200
+        time.sleep(3.3)   # 2500 ms, rounded up to whole seconds like the Retry-After the user sees
+        assert_openai_error(chat(node, "rate-limited", False), 429)
+        assert upstream.hits["rate-limited"] == n0 + 2, "the cooldown never ended"
+    finally:
+        node.stop()
+
+
+def test_a_rate_limited_engine_fails_over_and_is_skipped_while_it_cools(faulty, upstream):
+    n0, b0 = upstream.hits["rate-limited"], upstream.hits["no-usage"]
+    for stream in (False, True):
+        r = chat(faulty, "shared", stream)
+        assert r.status_code == 200, r.text
+        r.close()
+    # The first went to the limited engine, then failed over; the second went straight to b.
+    assert upstream.hits["rate-limited"] == n0 + 1
+    assert upstream.hits["no-usage"] == b0 + 2
 
 
 def test_a_lone_surrogate_becomes_a_replacement_character(faulty):

@@ -9,7 +9,8 @@ extension NetworkState {
     ///    another requester, or claims to stay valid more than a day; `wrongExecutor`;
     ///    `expired`; `priceTooLow` — below the genesis price;
     /// 2. `catchingUp` — this node may not sign ledger events yet (`readyToAppend`);
-    /// 3. `duplicateJob` — the job was accepted or receipted here before;
+    /// 3. `duplicateJob` — the job was accepted or receipted here before; `overloaded` —
+    ///    every healthy backend for the model is cooling down after a 429/503;
     /// 4. the acceptance policy (`AcceptanceDecision.evaluate`): `notServing`,
     ///    `priceTooLow`, `insufficientFunds` (balance minus credits already promised here),
     ///    `ownUsersFirst` (own requests queued in the engine or waiting in the machine),
@@ -26,6 +27,7 @@ extension NetworkState {
         var reason = ExecutorJobs.offerProblem(offer, from: from, me: me, now: now, price: price, crypto: crypto)
         if reason == nil, !readyToAppend { reason = .catchingUp }
         if reason == nil, executor.isKnown(auth.value.job) { reason = .duplicateJob }
+        if reason == nil, backends.throttle(model: model) != nil { reason = .overloaded }   // every engine cooling down
         if reason == nil {
             let covers = ledger.balance(of: from) - executor.promised(by: from) >= auth.value.price
             let outcome = AcceptanceDecision.evaluate(

@@ -30,8 +30,14 @@ struct LocalBackends: Sendable {
         /// Assumed healthy until the driver says otherwise.
         var healthy = true
         var kvCacheUsage: Double?
+        /// The models whose 429/503 cools them down here: the status the engine answered and
+        /// when the cooldown ends (removed by the `.cooldown` timer). At most one entry per
+        /// model the backend serves.
+        var cooling: [String: (status: Int, until: Instant)] = [:]
 
         var utilization: Double { Double(inFlight) / Double(config.capacity) }
+        /// Healthy, serving `model` and not cooling down for it: new requests may go here.
+        func usable(for model: String) -> Bool { healthy && config.serves(model) && cooling[model] == nil }
     }
 
     private(set) var slots: [Slot]
@@ -53,14 +59,14 @@ struct LocalBackends: Sendable {
 
     func serves(_ model: String) -> Bool { slots.contains { $0.config.serves(model) } }
 
-    /// Whether a healthy backend serves `model` (outside `excluding`).
+    /// Whether a usable backend (healthy, not cooling down) serves `model` outside `excluding`.
     func healthyServes(_ model: String, excluding: Set<String> = []) -> Bool {
-        slots.contains { $0.healthy && $0.config.serves(model) && !excluding.contains($0.config.name) }
+        slots.contains { $0.usable(for: model) && !excluding.contains($0.config.name) }
     }
 
-    /// The load of the healthy backends serving `model` outside `excluding`; nil when none.
+    /// The load of the usable backends serving `model` outside `excluding`; nil when none.
     func load(model: String, excluding: Set<String> = []) -> LoadSnapshot? {
-        let list = slots.filter { $0.healthy && $0.config.serves(model) && !excluding.contains($0.config.name) }
+        let list = slots.filter { $0.usable(for: model) && !excluding.contains($0.config.name) }
         return list.isEmpty ? nil : Self.snapshot(list)
     }
 
@@ -79,7 +85,7 @@ struct LocalBackends: Sendable {
     /// below its admission limit; returns its name. Ties go to config order.
     mutating func admit(model: String, own: Bool, excluding: Set<String> = []) -> String? {
         var best: Int?
-        for (i, s) in slots.enumerated() where s.healthy && s.config.serves(model) && !excluding.contains(s.config.name) {
+        for (i, s) in slots.enumerated() where s.usable(for: model) && !excluding.contains(s.config.name) {
             guard s.inFlight < s.config.admissionLimit else { continue }
             if best == nil || s.utilization < slots[best!].utilization { best = i }
         }
@@ -108,6 +114,33 @@ struct LocalBackends: Sendable {
         slots[i].healthy = healthy
         slots[i].kvCacheUsage = kvCacheUsage.map { min(1, max(0, $0)) }
         return recovered
+    }
+
+    /// Starts (or extends) the cooldown of `model` on `name` after its engine answered
+    /// `status`; returns when it ends, or nil when `name` does not serve `model`. A shorter
+    /// cooldown never cuts a longer one.
+    mutating func coolDown(_ name: String, model: String, status: Int, until: Instant) -> Instant? {
+        guard let i = slots.firstIndex(where: { $0.config.name == name && $0.config.serves(model) }) else { return nil }
+        if let c = slots[i].cooling[model], c.until >= until { return c.until }
+        slots[i].cooling[model] = (status, until)
+        return until
+    }
+
+    /// Ends the cooldown of `model` on `name` if it is due at `now`; true when it ended.
+    mutating func cooldownEnded(_ name: String, model: String, now: Instant) -> Bool {
+        guard let i = slots.firstIndex(where: { $0.config.name == name }), let c = slots[i].cooling[model], c.until <= now
+        else { return false }
+        slots[i].cooling[model] = nil
+        return true
+    }
+
+    /// When every healthy backend serving `model` is cooling down for it: the status they
+    /// answered and the earliest end of their cooldowns. nil when one is usable, or none
+    /// is healthy (then the backends are down, not throttled).
+    func throttle(model: String) -> (status: Int, until: Instant)? {
+        let list = slots.filter { $0.healthy && $0.config.serves(model) }
+        guard !list.isEmpty, list.allSatisfy({ $0.cooling[model] != nil }) else { return nil }
+        return list.compactMap { $0.cooling[model] }.min { $0.until < $1.until }
     }
 
     /// In-flight requests on `name`.

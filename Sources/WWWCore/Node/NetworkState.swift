@@ -74,6 +74,15 @@ struct NetworkState: Sendable {
     var executor: ExecutorJobs
     /// Credits reserved by this node's offloads that are still running.
     var pendingSpend: Credits = .zero
+    /// Peers cooling down for a model after answering 429/503, until when (one entry per
+    /// peer and model, removed by the `.cooldown` timer; bounded by `maxCoolingPeers`).
+    var coolingPeers: [PeerModel: Instant] = [:]
+    static let maxCoolingPeers = 4096
+
+    struct PeerModel: Hashable, Sendable {
+        var peer: NodeID
+        var model: String
+    }
     var nextJobSequence: UInt64
     var jobSequenceCeiling: UInt64
     /// The membership timer last armed.
@@ -146,11 +155,30 @@ struct NetworkState: Sendable {
                               accepting: r.accepting, stake: ledger.effectiveStake(declared: r.stake, of: r.node),
                               utilization: Double(r.utilizationPPM) / 1e6, balance: ledger.balance(of: r.node))
         }
-        return ExecutorSelector(policy: policy).orderedNodes(candidates: candidates, requester: me, excluded: Set(excluding),
+        return ExecutorSelector(policy: policy).orderedNodes(candidates: candidates, requester: me,
+                                                             excluded: Set(excluding).union(coolingPeers.keys.lazy.filter { $0.model == model }.map(\.peer)),
                                                              limit: policy.maxOfferAttempts, prng: &prng)
     }
 
     func address(of node: NodeID) -> String? { membership.record(of: node)?.address }
+
+    /// Starts (or extends) `peer`'s cooldown for `model`; returns when it ends, or nil when
+    /// the table is full. A shorter cooldown never cuts a longer one.
+    mutating func coolDown(_ peer: NodeID, model: String, until: Instant) -> Instant? {
+        let key = PeerModel(peer: peer, model: model)
+        if let current = coolingPeers[key], current >= until { return current }
+        guard coolingPeers[key] != nil || coolingPeers.count < Self.maxCoolingPeers else { return nil }
+        coolingPeers[key] = until
+        return until
+    }
+
+    /// Ends `peer`'s cooldown for `model` if it is due at `now`; true when it ended.
+    mutating func cooldownEnded(_ peer: NodeID, model: String, now: Instant) -> Bool {
+        let key = PeerModel(peer: peer, model: model)
+        guard let until = coolingPeers[key], until <= now else { return false }
+        coolingPeers[key] = nil
+        return true
+    }
 
     // MARK: Membership
 

@@ -87,14 +87,18 @@ public enum NodeTimer: Hashable, Sendable, Comparable {
     case offer(StreamID)
     /// A request's overall deadline.
     case deadline(RequestID)
+    /// The end of a throttled target's cooldown for a model (a local backend or a peer).
+    case cooldown(RelayTarget, model: String)
 
-    private var rank: (Int, UInt64) {
+    private var rank: (Int, UInt64, String) {
         switch self {
-        case .membership: (0, 0)
-        case .period: (1, 0)
-        case .retry(let r): (2, r.raw)
-        case .offer(let s): (3, s.raw)
-        case .deadline(let r): (4, r.raw)
+        case .membership: (0, 0, "")
+        case .period: (1, 0, "")
+        case .retry(let r): (2, r.raw, "")
+        case .offer(let s): (3, s.raw, "")
+        case .deadline(let r): (4, r.raw, "")
+        case .cooldown(.local(let b), let m): (5, 0, b + "\u{0}" + m)
+        case .cooldown(.peer(let n), let m): (6, 0, n.hex + m)
         }
     }
 
@@ -160,6 +164,10 @@ public enum RequestFailure: Hashable, Sendable {
     case overloaded(model: String)
     /// The local backends for the model are down and offloading is not possible (503).
     case backendUnavailable(model: String)
+    /// Every local backend for the model is cooling down for it after the engine answered
+    /// `status` (429 or 503), and offloading is not possible: the same status, with the
+    /// cooldown left as Retry-After.
+    case throttled(model: String, status: Int, retryAfter: Duration)
     /// The pending queue is full (503 + Retry-After).
     case queueFull
     /// This node is not running: starting, or shutting down (503 + Retry-After).
@@ -251,4 +259,7 @@ public enum NodeEvent: Hashable, Sendable {
     case peerMessageRefused(PeerMessageKind, from: NodeID, reason: String)
     /// A request was answered or failed.
     case requestEnded(RequestID, failure: RequestFailure?)
+    /// A backend or peer answered `status` (429/503) for `model`: no new request for the
+    /// model goes to it until `until`.
+    case coolingDown(RelayTarget, model: String, status: Int, until: Instant)
 }

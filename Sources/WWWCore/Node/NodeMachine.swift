@@ -15,12 +15,18 @@ public struct NodeMachineConfig: Sendable {
     /// Waiting requests retried at once when capacity shows up (a slot frees, a peer
     /// advertises room) [8].
     public var maxWakePerSignal: Int
+    /// How long a backend or peer that answered 429/503 without a Retry-After is left
+    /// alone [2 s]; with one, its Retry-After is honoured up to `maxCooldown` [300 s].
+    public var cooldown: Duration
+    public var maxCooldown: Duration
 
     public init(backends: [LocalBackendConfig] = [], policy: SchedulingPolicy = SchedulingPolicy(),
                 queueTimeout: Duration = .seconds(60), maxPending: Int = 256, maxRequests: Int = 4096,
-                maxRetryBackoff: Duration = .seconds(1), maxWakePerSignal: Int = 8) {
+                maxRetryBackoff: Duration = .seconds(1), maxWakePerSignal: Int = 8,
+                cooldown: Duration = .seconds(2), maxCooldown: Duration = .seconds(300)) {
         precondition(policy.violations.isEmpty, "the policy must be valid: \(policy.violations)")
         precondition(queueTimeout >= .zero && maxPending >= 0 && maxRequests >= 1 && maxRetryBackoff > .zero && maxWakePerSignal >= 1)
+        precondition(cooldown >= .zero && maxCooldown >= cooldown)
         self.backends = backends
         self.policy = policy
         self.queueTimeout = queueTimeout
@@ -28,6 +34,8 @@ public struct NodeMachineConfig: Sendable {
         self.maxRequests = maxRequests
         self.maxRetryBackoff = maxRetryBackoff
         self.maxWakePerSignal = maxWakePerSignal
+        self.cooldown = cooldown
+        self.maxCooldown = maxCooldown
     }
 }
 
@@ -171,6 +179,7 @@ public struct NodeMachine: Sendable {
         case .retry(let id): retryFired(id, now: now, into: &out)
         case .offer(let s): offerTimedOut(s, now: now, into: &out)
         case .deadline(let id): deadlinePassed(id, now: now, into: &out)
+        case .cooldown(let target, let model): cooldownFired(target, model: model, now: now, into: &out)
         }
     }
 
@@ -199,7 +208,10 @@ public struct NodeMachine: Sendable {
     private mutating func streamEvent(_ s: StreamID, _ e: StreamEvent, now: Instant, into out: inout [NodeDirective]) {
         if requestStreams[s] != nil {
             requestStreamEvent(s, e, now: now, into: &out)
-        } else if net?.executor.job(on: s) != nil {
+        } else if let job = net?.executor.job(on: s) {
+            if case .failed(.throttled(let status, let retryAfter)) = e {
+                throttled(.local(job.backend), model: job.authorization.value.model, status: status, retryAfter: retryAfter, now: now, into: &out)
+            }
             if let freed = net!.executorStream(s, e, backends: &backends, now: now, prng: &prng, into: &out) {
                 slotFreed(backend: freed, now: now, into: &out)
             }
@@ -208,6 +220,31 @@ public struct NodeMachine: Sendable {
 
     private mutating func backendHealth(_ b: String, healthy: Bool, kv: Double?, now: Instant, into out: inout [NodeDirective]) {
         if backends.setHealth(b, healthy: healthy, kvCacheUsage: kv) { slotFreed(backend: b, now: now, into: &out) }
+    }
+
+    // MARK: Cooldowns
+
+    /// `target` answered `status` (429/503) for `model`: leave it alone for that model for
+    /// its Retry-After (bounded by `maxCooldown`) or the default `cooldown`, so the next
+    /// request does not hit it.
+    mutating func throttled(_ target: RelayTarget, model: String, status: Int, retryAfter: Duration?, now: Instant,
+                            into out: inout [NodeDirective]) {
+        let until = now + min(max(retryAfter ?? config.cooldown, .zero), config.maxCooldown)
+        let ends: Instant? = switch target {
+        case .local(let b): backends.coolDown(b, model: model, status: status, until: until)
+        case .peer(let p): net?.coolDown(p, model: model, until: until)
+        }
+        guard let ends else { return }
+        out.append(.setTimer(.cooldown(target, model: model), at: ends))
+        out.append(.notify(.coolingDown(target, model: model, status: status, until: ends)))
+    }
+
+    private mutating func cooldownFired(_ target: RelayTarget, model: String, now: Instant, into out: inout [NodeDirective]) {
+        let ended = switch target {
+        case .local(let b): backends.cooldownEnded(b, model: model, now: now)
+        case .peer(let p): net?.cooldownEnded(p, model: model, now: now) ?? false
+        }
+        if ended { wake(models: [model], now: now, into: &out) }
     }
 
     // MARK: Helpers

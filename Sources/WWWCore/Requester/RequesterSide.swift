@@ -79,7 +79,10 @@ extension NodeMachine {
                 fail(id, failure, now: now, into: &out)
             }
         case .reject(.pinnedLocalWithoutBackend):
-            let failure: RequestFailure = backends.serves(model) ? .backendUnavailable(model: model) : .offloadForbidden(model: model)
+            var failure: RequestFailure = backends.serves(model) ? .backendUnavailable(model: model) : .offloadForbidden(model: model)
+            if let t = backends.throttle(model: model) {
+                failure = .throttled(model: model, status: t.status, retryAfter: max(t.until - now, .zero))
+            }
             fail(id, r.lastFailure ?? failure, now: now, into: &out)
         }
     }
@@ -245,6 +248,9 @@ extension NodeMachine {
                                         now: Instant, into out: inout [NodeDirective]) {
         endAttempt(id, stream: s, target: target, now: now, into: &out)
         requests[id]!.lastFailure = .stream(s, f)
+        if case .throttled(let status, let retryAfter) = f {
+            throttled(target, model: requests[id]!.spec.model, status: status, retryAfter: retryAfter, now: now, into: &out)
+        }
         switch requests[id]!.route.failed(target, failure: f, now: now) {
         case .retryElsewhere:
             out.append(.notify(.offer(.requester, .failover)))

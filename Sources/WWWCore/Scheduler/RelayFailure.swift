@@ -4,6 +4,9 @@ public enum RelayFailure: Hashable, Sendable, CustomStringConvertible {
     case connectionLost
     /// The executor answered with this HTTP status before any content.
     case httpStatus(Int)
+    /// The executor is rate limited (429) or overloaded (503) and said for how long, when
+    /// it did (`Retry-After`, `retry-after-ms`): the target cools down that long (§6a).
+    case throttled(status: Int, retryAfter: Duration?)
     /// No chunk arrived within the idle timeout.
     case idleTimeout
     /// The stream ended without a finish_reason and without `[DONE]`.
@@ -18,7 +21,7 @@ public enum RelayFailure: Hashable, Sendable, CustomStringConvertible {
     /// request itself is wrong; a passed deadline leaves no time.
     public var warrantsFailover: Bool {
         switch self {
-        case .connectionLost, .idleTimeout, .truncated, .executorError: return true
+        case .connectionLost, .idleTimeout, .truncated, .executorError, .throttled: return true
         case .httpStatus(let s): return s == 429 || (500...599).contains(s)
         case .deadlineExceeded: return false
         }
@@ -28,6 +31,7 @@ public enum RelayFailure: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .connectionLost: return "connection to the executor was lost"
         case .httpStatus(let s): return "the executor answered HTTP \(s)"
+        case .throttled(let s, let d): return "the executor answered HTTP \(s)" + (d.map { " (retry after \($0))" } ?? "")
         case .idleTimeout: return "the executor stopped sending"
         case .truncated: return "the executor's stream ended without finishing"
         case .deadlineExceeded: return "the request's deadline passed"

@@ -62,7 +62,8 @@ public final class NodeRuntime: Service, @unchecked Sendable {
             },
             policy: policy,
             queueTimeout: .milliseconds(Int64(config.node.queueTimeoutS * 1000)),
-            maxPending: config.node.maxPending)
+            maxPending: config.node.maxPending,
+            cooldown: .milliseconds(Int64(config.node.cooldownS * 1000)))
         let seed = config.network?.seed ?? UInt64.random(in: .min ... .max)
         self.seed = seed
         if let section = config.network {

@@ -21,6 +21,13 @@ extension NodeRuntime {
             return .overloaded("All backends serving '\(m)' are at capacity; retry shortly.", retryAfter: 1)
         case .backendUnavailable(let m):
             return .unavailable("The backends serving '\(m)' are down or restarting; retry shortly.", retryAfter: 2)
+        case .throttled(let m, let status, let d):
+            let seconds = max(1, Int((Double(d.nanoseconds) / 1e9).rounded(.up)))
+            if status == 429 {
+                return APIError(status: 429, message: "The engines serving '\(m)' are rate limited; retry after \(seconds) s.",
+                                type: "rate_limit_error", code: "rate_limit_exceeded", retryAfter: seconds)
+            }
+            return .overloaded("The engines serving '\(m)' are overloaded; retry after \(seconds) s.", retryAfter: seconds)
         case .queueFull:
             return .overloaded("Too many requests are waiting on this node; retry shortly.", retryAfter: 1)
         case .shuttingDown:
@@ -41,6 +48,13 @@ extension NodeRuntime {
         case .httpStatus(let s) where (400..<500).contains(s):
             return APIError(status: s, message: "The request was rejected upstream (HTTP \(s)).", type: "invalid_request_error", code: "upstream_rejected")
         case .httpStatus(let s): return .upstream("The executor answered HTTP \(s).")
+        case .throttled(let s, let d):
+            let seconds = d.map { max(1, Int((Double($0.nanoseconds) / 1e9).rounded(.up))) } ?? 1
+            if s == 429 {
+                return APIError(status: 429, message: "The executor is rate limited (HTTP 429).", type: "rate_limit_error",
+                                code: "rate_limit_exceeded", retryAfter: seconds)
+            }
+            return .overloaded("The executor is overloaded (HTTP \(s)).", retryAfter: seconds)
         case .idleTimeout: return .upstreamTimeout("The backend stopped sending.")
         case .truncated: return .upstream("The backend's stream ended before the answer was complete.")
         case .deadlineExceeded: return .upstreamTimeout("The request's deadline passed.")
@@ -73,6 +87,10 @@ extension NodeRuntime {
                            metadata: ["request": "\(id)", "status": "\(e.status)", "reason": "\(failure)", "message": "\(e.message)"])
             }
             endSession(id)
+        case .coolingDown(let target, let model, let status, let until):
+            metrics.cooldown(target: target.peer == nil ? "local" : "peer", status: status)
+            logger.info("upstream cooling down", metadata: ["target": "\(target)", "model": "\(model)", "status": "\(status)",
+                                                           "for_s": "\(Double((until - wallClockNow()).nanoseconds) / 1e9)"])
         }
     }
 

@@ -187,9 +187,11 @@ extension NodeRuntime {
         case .timeout: return .idleTimeout
         case .truncated: return .truncated
         case .unavailable, .cancelled: return .connectionLost
-        case .overloaded: return .httpStatus(503)
+        case .overloaded(_, let r): return .throttled(status: 503, retryAfter: .seconds(r))
         case .rejected(let s, _): return .httpStatus(s)
         case .failed(let m): return .executorError(m)
+        case .upstream(let u) where u.status == 429 || u.status == 503:
+            return .throttled(status: u.status, retryAfter: u.retryAfter.map { .seconds($0) })
         case .upstream(let u): return .httpStatus(u.status)
         }
     }
