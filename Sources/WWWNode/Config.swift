@@ -60,7 +60,7 @@ public struct NodeConfig: Codable, Sendable, Equatable {
     public struct NodeSection: Codable, Sendable, Equatable {
         public var host: String = "127.0.0.1"
         public var port: Int = 8080
-        /// Request bodies above this many bytes get 413 without being read.
+        /// Request bodies above this many bytes get 413 (the excess is discarded, bounded).
         public var maxBodyBytes: Int = 1 << 20
         /// Empty: no auth on the user API.
         public var apiKeys: [APIKey] = []

@@ -52,6 +52,49 @@ struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
+/// Reading request bodies with a limit.
+extension NodeHTTP {
+    /// Reads a request body of at most `limit` bytes (Content-Length or chunked). A larger
+    /// body is still read, and thrown away, up to `drainLimit(limit)` bytes before the 413 is
+    /// answered: clients that write their whole body before reading the answer (Python's
+    /// urllib and requests, often with `Connection: close`) get the 413 instead of a broken
+    /// pipe or a stall. A body past the drain limit is answered at once, and `channel` (the
+    /// client's connection) is closed a second later, so that a client still writing is not
+    /// left blocked until the idle timeout.
+    ///
+    /// - Throws: `APIError.bodyTooLarge` (413); `APIError.invalidRequest` (400,
+    ///   `invalid_body`) for a malformed or cut body (e.g. bad chunked encoding).
+    static func readBody(_ request: Request, limit: Int, channel: (any Channel)? = nil) async throws -> ByteBuffer {
+        let tooLarge = { (drained: Bool) -> APIError in
+            if !drained, let channel {
+                channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
+            }
+            return APIError.bodyTooLarge(limit: limit)
+        }
+        let declared = request.headers[.contentLength].flatMap { Int($0) }
+        if let declared, declared > drainLimit(limit) { throw tooLarge(false) }
+        var body = ByteBuffer()
+        var seen = 0
+        do {
+            for try await part in request.body {
+                seen += part.readableBytes
+                if seen <= limit { body.writeImmutableBuffer(part) }
+                if seen > drainLimit(limit) { break }
+            }
+        } catch {
+            // Past the limit, the 413 is the answer whatever happened next.
+            if seen > limit { throw tooLarge(true) }
+            throw APIError.invalidRequest("The request body could not be read: \(error)", code: "invalid_body")
+        }
+        guard seen <= limit else { throw tooLarge(seen <= drainLimit(limit)) }
+        return body
+    }
+
+    /// The most a too-large body is read (and discarded) before its 413: 16 × the limit,
+    /// at least 16 MiB.
+    static func drainLimit(_ limit: Int) -> Int { max(16 << 20, limit > Int.max / 16 ? Int.max : limit * 16) }
+}
+
 /// Checks `Authorization: Bearer <key>` on the user API when keys are configured.
 struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
     let keys: [String: NodeConfig.APIKey]
@@ -151,23 +194,8 @@ public struct NodeHTTP: Sendable {
     }
 
     func chat(_ request: Request, channel: (any Channel)? = nil) async throws -> Response {
-        let limit = config.node.maxBodyBytes
-        if let len = request.headers[.contentLength].flatMap({ Int($0) }), len > limit {
-            throw APIError.bodyTooLarge(limit: limit)
-        }
         let allowOffload = allowOffload(request)
-        var request = request
-        let bytes: ByteBuffer
-        do {
-            bytes = try await request.collectBody(upTo: limit)
-        } catch let e as HTTPError where e.status == .contentTooLarge {
-            throw APIError.bodyTooLarge(limit: limit)
-        } catch is NIOTooManyBytesError {
-            throw APIError.bodyTooLarge(limit: limit)
-        } catch {
-            // A malformed (e.g. badly chunked) or cut body is the client's fault.
-            throw APIError.invalidRequest("The request body could not be read: \(error)", code: "invalid_body")
-        }
+        let bytes = try await Self.readBody(request, limit: config.node.maxBodyBytes, channel: channel)
         let chat = try ChatCompletionRequest.parse(Data(buffer: bytes))
         // The connection's watch tells the request when its client goes away (streaming or
         // not, before or after the first byte), and the engine or peer request is cancelled.

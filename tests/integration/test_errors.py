@@ -1,6 +1,8 @@
 """Request validation and error shapes. Raw HTTP where the openai client would
 refuse to send the bad input; the client itself where it can."""
 import json
+import urllib.error
+import urllib.request
 
 import requests
 import openai
@@ -102,6 +104,20 @@ def test_body_too_large_413_chunked(node):
     r = requests.post(node.url + "/v1/chat/completions", data=gen(),
                    headers={"Content-Type": "application/json"}, timeout=30)
     assert_openai_error(r, 413)
+
+
+def test_a_client_that_writes_its_whole_body_first_reads_the_413(node):
+    """urllib sends `Connection: close` and reads only after its last byte: a body far over
+    the limit (12 MB, more than the socket buffers hold) must still get the 413, not a
+    broken pipe or a stall."""
+    body = json.dumps({"model": LOCAL_MODEL, "messages": [{"role": "user", "content": "x" * (12 << 20)}]}).encode()
+    req = urllib.request.Request(node.url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as ei:
+        urllib.request.urlopen(req, timeout=30)
+    assert ei.value.code == 413
+    assert json.loads(ei.value.read())["error"]["code"] == "request_too_large"
+    # The node keeps serving.
+    assert_openai_error(post_json(node, {"model": "no-such-model", "messages": USER}), 404)
 
 
 def test_openai_client_sees_bad_request(client):

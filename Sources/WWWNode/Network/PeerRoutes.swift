@@ -29,13 +29,7 @@ struct PeerRoutes: Sendable {
     // MARK: Envelopes
 
     func envelope(_ request: Request) async throws -> Envelope {
-        var request = request
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: maxEnvelopeBytes)
-        } catch {
-            throw APIError.bodyTooLarge(limit: maxEnvelopeBytes)
-        }
+        let body = try await NodeHTTP.readBody(request, limit: maxEnvelopeBytes)
         do {
             return try JSONDecoder().decode(Envelope.self, from: Data(buffer: body))
         } catch {
