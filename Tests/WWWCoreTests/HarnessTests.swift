@@ -97,6 +97,32 @@ struct HarnessTests {
         #expect(sim.nodes[victim].process.membership.localRecord.value.incarnation > 0)
     }
 
+    @Test("forged death claims, from a lying member or a stranger, do not evict a live node", arguments: [false, true], seeds.prefix(6))
+    func forgedClaims(stranger: Bool, seed: UInt64) {
+        var sim = cluster(n: 7, seed: seed, loss: 0.02)
+        #expect(sim.run(step: .seconds(1), timeout: .seconds(30)) { $0.membershipConverged() } != nil)
+        let victim = 1, liar = 6
+        let victimID = sim.nodes[victim].process.membership.nodeID
+        // A stranger signs its envelopes with a key outside the network.
+        let sender = stranger ? SimSigner(index: 99).nodeID : sim.nodes[liar].process.membership.nodeID
+        let honest = [0, 2, 3, 4, 5]
+        var outOfView = 0, samples = 0
+        for step in 0..<150 {
+            // Every 200 ms, to every honest node: "the victim is dead" at its current incarnation.
+            let inc = sim.nodes[victim].process.membership.localRecord.value.incarnation
+            let lie = MembershipMessage(.states([]), rumors: [.verdict(MemberVerdict(node: victimID, incarnation: inc, status: .dead, origin: sender))])
+            sim.perform(on: liar) { _, _ in honest.map { SimSend(to: SimAddress.of($0), message: MembershipPacket(from: sender, message: lie)) } }
+            sim.run(for: .milliseconds(200))
+            if step % 5 == 4 {
+                samples += 1
+                if honest.contains(where: { sim.nodes[$0].process.membership.record(of: victimID)?.status != .alive }) { outOfView += 1 }
+            }
+        }
+        // A lost ping now and then may make a node suspect the victim on its own; the
+        // victim refutes. The lies themselves must not keep it out.
+        #expect(outOfView <= 3, "the victim was out of some honest view in \(outOfView) of \(samples) samples")
+    }
+
     @Test("a graceful leave is known by all", arguments: seeds.prefix(8))
     func leaveKnown(seed: UInt64) {
         var sim = cluster(n: 6, seed: seed, loss: 0.05)

@@ -209,8 +209,9 @@ struct MembershipTests {
         // The old verdict no longer applies.
         #expect(a.receive(suspect, from: id(2), fromAddress: addr(2), now: now) == [])
         // The suspecting node accepts the refutation and clears the suspicion.
-        var b = activeNode(2, peers: [1])
+        var b = activeNode(2, peers: [1, 3])
         _ = b.receive(suspect, from: id(3), fromAddress: addr(3), now: now)
+        _ = advance(&b, to: now + .seconds(1))   // its own probe of 1 went unanswered
         #expect(b.record(of: id(1))?.status == .suspect)
         #expect(b.receive(MembershipMessage(.states([]), rumors: [.record(refuted)]), from: id(1), fromAddress: addr(1), now: now)
             == [.memberChanged(refuted.value)])
@@ -306,7 +307,7 @@ struct MembershipTests {
 
     @Test("older or equal incarnations are ignored; newer ones replace the record")
     func incarnationOrder() {
-        var b = activeNode(2, peers: [1])
+        var b = activeNode(2, peers: [1, 3])
         let r3 = rec(1, inc: 3, at: t0 + .seconds(1))
         #expect(b.receive(MembershipMessage(.states([.record(r3)])), from: id(1), fromAddress: addr(1), now: t0 + .seconds(1)) == [.memberChanged(r3.value)])
         #expect(b.receive(MembershipMessage(.states([.record(rec(1, inc: 2, at: t0 + .seconds(2)))])), from: id(1), fromAddress: addr(1), now: t0 + .seconds(2)) == [])
@@ -325,10 +326,64 @@ struct MembershipTests {
     func deadComesBack() {
         var b = activeNode(2, peers: [1, 3])
         let dead = MembershipMessage(.states([]), rumors: [.verdict(MemberVerdict(node: id(1), incarnation: 0, status: .dead, origin: id(3)))])
-        #expect(b.receive(dead, from: id(3), fromAddress: addr(3), now: t0) == [.memberDown(view(rec(1), .dead))])
+        // The claim is checked first: 1 is pinged, and dead only when that goes unanswered.
+        #expect(b.receive(dead, from: id(3), fromAddress: addr(3), now: t0) == [.send(.node(id(1), address: addr(1)), MembershipMessage(.ping(seq: 1, target: id(1))))])
+        #expect(b.record(of: id(1))?.status == .alive)
+        #expect(notifications(b.tick(now: t0 + .seconds(1))) == [.memberDown(view(rec(1), .dead))])
         #expect(b.receive(MembershipMessage(.states([.record(rec(1))])), from: id(3), fromAddress: addr(3), now: t0) == [])
         let back = rec(1, inc: 1, at: t0 + .seconds(1))
         #expect(b.receive(MembershipMessage(.states([.record(back)])), from: id(1), fromAddress: addr(1), now: t0 + .seconds(1)) == [.memberUp(back.value)])
+    }
+
+    @Test("a claim from a sender that is not a live member is refused and changes nothing")
+    func strangersCannotAccuse() {
+        var b = activeNode(2, peers: [1, 3])
+        let claim = MembershipMessage(.states([]), rumors: [.verdict(MemberVerdict(node: id(1), incarnation: 0, status: .dead, origin: id(9)))])
+        #expect(b.receive(claim, from: id(9), fromAddress: addr(9), now: t0) == [.rejected(from: id(9), subject: id(1), reason: .notAMember)])
+        #expect(b.confirmations.isEmpty)
+        #expect(b.record(of: id(1))?.status == .alive)
+    }
+
+    @Test("a claim about a member that answers the check changes nothing, is not gossiped, and is not re-checked for a while")
+    func answeredClaims() {
+        var b = activeNode(2, peers: [1, 3, 4, 5])
+        let claim = MembershipMessage(.states([]), rumors: [.verdict(MemberVerdict(node: id(1), incarnation: 0, status: .dead, origin: id(3)))])
+        let ping = MembershipDirective.send(.node(id(1), address: addr(1)), MembershipMessage(.ping(seq: 1, target: id(1))))
+        #expect(b.receive(claim, from: id(3), fromAddress: addr(3), now: t0) == [ping])
+        // Repeated while the check runs: no second ping.
+        #expect(b.receive(claim, from: id(4), fromAddress: addr(4), now: t0 + .milliseconds(100)) == [])
+        #expect(b.receive(MembershipMessage(.ack(seq: 1)), from: id(1), fromAddress: addr(1), now: t0 + .milliseconds(200)) == [])
+        #expect(b.record(of: id(1))?.status == .alive)
+        #expect(b.queuedRumorCount == 0)
+        // Within the suspicion timeout the same claim is ignored outright.
+        #expect(b.receive(claim, from: id(5), fromAddress: addr(5), now: t0 + .seconds(1)) == [])
+        #expect(b.confirmations.isEmpty)
+        #expect(b.record(of: id(1))?.status == .alive)
+    }
+
+    @Test("an unanswered check asks helpers, then adopts the claim as its own and gossips it")
+    func unansweredClaims() {
+        var b = activeNode(2, peers: [1, 3, 4])
+        let claim = MembershipMessage(.states([]), rumors: [.verdict(MemberVerdict(node: id(1), incarnation: 0, status: .suspect, origin: id(3)))])
+        _ = b.receive(claim, from: id(3), fromAddress: addr(3), now: t0 + .milliseconds(100))
+        let indirect = b.tick(now: t0 + .milliseconds(600))
+        #expect(Set(sends(indirect).map { $0.1.body }) == [.pingReq(seq: 1, target: id(1), targetAddress: addr(1))])
+        #expect(Set(sends(indirect).compactMap { if case .node(let n, _) = $0.0 { n } else { nil } }) == [id(3), id(4)])
+        let adopted = b.tick(now: t0 + .milliseconds(1_100))
+        #expect(notifications(adopted) == [.memberChanged(view(rec(1), .suspect))])
+        // Gossiped on with this node as its origin (piggybacked on the period's messages).
+        let own = MembershipRumor.verdict(MemberVerdict(node: id(1), incarnation: 0, status: .suspect, origin: id(2)))
+        #expect(sends(adopted).contains { $0.1.rumors.contains(own) })
+    }
+
+    @Test("any message from the subject of a check ends it")
+    func subjectSpeaks() {
+        var b = activeNode(2, peers: [1, 3])
+        let claim = MembershipMessage(.states([]), rumors: [.verdict(MemberVerdict(node: id(1), incarnation: 0, status: .dead, origin: id(3)))])
+        _ = b.receive(claim, from: id(3), fromAddress: addr(3), now: t0)
+        _ = b.receive(MembershipMessage(.ping(seq: 9, target: id(2))), from: id(1), fromAddress: addr(1), now: t0 + .milliseconds(50))
+        #expect(b.confirmations.isEmpty)
+        #expect(b.record(of: id(1))?.status == .alive)
     }
 
     @Test("metadata changes are signed at once; load-only changes are rate limited")

@@ -198,6 +198,8 @@ public enum MembershipRejection: String, Hashable, Sendable, Codable {
     case malformed
     /// The peer table is full (`maxMembers`).
     case tableFull
+    /// A suspicion or death claim from a sender that is not a live member here.
+    case notAMember
 }
 
 extension Signed where Value == MemberRecord {

@@ -23,6 +23,12 @@
 /// bounded digest with `fanout` random live members (plus one dead one, so healed
 /// partitions reconnect), (d) retries its seeds while it knows no live peer. A suspect
 /// becomes `dead` after the suspicion timeout unless it refutes by raising its incarnation.
+///
+/// Only the subject's own signed records and this node's own failed probes change a
+/// member's status here (DESIGN.md §9): a suspicion or death claim gossiped by another
+/// member is a reason to probe the subject (direct, then indirect), adopted — and gossiped
+/// on — only when that probe fails too; claims from senders that are not live members are
+/// ignored. A stranger, or a lying member, cannot evict a node that answers.
 public struct Membership: Sendable {
     /// Lifecycle of the local node.
     public enum Phase: Hashable, Sendable {
@@ -41,6 +47,9 @@ public struct Membership: Sendable {
     struct Entry: Sendable {
         var signed: Signed<MemberRecord>
         var verdict: MemberVerdict?
+        /// The subject answered a confirmation probe at this record's incarnation: claims
+        /// about it are ignored until then.
+        var vouchedUntil: Instant? = nil
 
         var status: MemberStatus { signed.value.status == .left ? .left : (verdict?.status ?? .alive) }
         var incarnation: UInt64 { signed.value.incarnation }
@@ -67,6 +76,21 @@ public struct Membership: Sendable {
         case direct(ProbeTarget, indirectAt: Instant)
         /// Ping-req sent to `helpers`; an ack from the target or a helper ends it.
         case indirect(ProbeTarget, helpers: [NodeID])
+    }
+
+    /// A claim (suspect or dead) about `target` that another member gossiped, checked by
+    /// this node's own probe before it changes anything here.
+    struct Confirmation: Hashable, Sendable {
+        var target: ProbeTarget
+        var claimed: MemberStatus
+        /// Without an ack by then, ping-req goes to helpers.
+        var indirectAt: Instant
+        /// Without an ack by then, the claim is adopted as this node's own verdict.
+        var deadline: Instant
+        /// Helpers asked to ping the target; nil before the indirect step.
+        var helpers: [NodeID]?
+        /// Whether the adopted verdict is gossiped on (claims that came as rumors).
+        var regossip: Bool
     }
 
     /// A ping-req this node is relaying.
@@ -99,6 +123,8 @@ public struct Membership: Sendable {
     var probeQueue: [NodeID] = []
     var nextSeq: UInt64 = 1
     var relays: [UInt64: Relay] = [:]
+    /// Claims being checked, by subject (at most `maxConfirmations`).
+    var confirmations: [NodeID: Confirmation] = [:]
     var suspicionDeadlines: [NodeID: Instant] = [:]
     var tombstoneDeadlines: [NodeID: Instant] = [:]
     var nextPeriodAt: Instant = .zero
@@ -177,6 +203,7 @@ public struct Membership: Sendable {
         var d = nextPeriodAt
         if case .direct(_, let at) = probe { d = min(d, at) }
         if let s = suspicionDeadlines.values.min() { d = min(d, s) }
+        for c in confirmations.values { d = min(d, c.helpers == nil ? c.indirectAt : c.deadline) }
         return d
     }
 
@@ -210,6 +237,7 @@ public struct Membership: Sendable {
         guard phase == .joining || phase == .active else { return [] }
         var out: [MembershipDirective] = []
         expireSuspicions(now: now, into: &out)
+        confirmationsDue(now: now, into: &out)
         if now >= nextPeriodAt {
             periodTick(now: now, into: &out)
         }
@@ -224,13 +252,15 @@ public struct Membership: Sendable {
     public mutating func receive(_ m: MembershipMessage, from: NodeID, fromAddress: String, now: Instant) -> [MembershipDirective] {
         guard phase == .joining || phase == .active, from != nodeID else { return [] }
         var out: [MembershipDirective] = []
+        // Any authenticated message from a subject under check shows it is alive.
+        if let c = confirmations[from] { confirmed(c, now: now) }
         for r in m.rumors.prefix(4 * config.maxRumorsPerMessage) { apply(r, from: from, now: now, regossip: true, into: &out) }
         let reply = MembershipDestination.node(from, address: entries[from]?.signed.value.address ?? fromAddress)
         switch m.body {
         case .ping(let seq, let target):
             if target == nodeID { out.append(.send(reply, message(.ack(seq: seq)))) }
         case .ack(let seq):
-            handleAck(seq: seq, from: from, into: &out)
+            handleAck(seq: seq, from: from, now: now, into: &out)
         case .pingReq(let seq, let target, let targetAddress):
             handlePingReq(seq: seq, target: target, targetAddress: targetAddress, from: from, fromAddress: reply.address, now: now, into: &out)
         case .pushPull(let digest):
@@ -319,7 +349,7 @@ extension Membership {
             probe = .idle
             guard let e = entries[t.node], e.status == .alive, e.incarnation == t.incarnation else { return }
             let v = MemberVerdict(node: t.node, incarnation: t.incarnation, status: .suspect, origin: nodeID)
-            applyVerdict(v, from: nodeID, now: now, regossip: true, into: &out)
+            adoptVerdict(v, now: now, regossip: true, into: &out)
         }
     }
 
@@ -387,7 +417,7 @@ extension Membership {
             suspicionDeadlines[id] = nil
             guard let e = entries[id], e.status == .suspect else { continue }
             let v = MemberVerdict(node: id, incarnation: e.incarnation, status: .dead, origin: nodeID)
-            applyVerdict(v, from: nodeID, now: now, regossip: true, into: &out)
+            adoptVerdict(v, now: now, regossip: true, into: &out)
         }
     }
 
@@ -397,6 +427,7 @@ extension Membership {
             tombstoneDeadlines[id] = nil
             guard let e = entries[id], e.status.isTombstone else { continue }
             setEntry(nil, for: id)
+            confirmations[id] = nil
             out.append(.memberRemoved(id))
         }
     }
@@ -405,7 +436,12 @@ extension Membership {
 // MARK: - Message handlers
 
 extension Membership {
-    mutating func handleAck(seq: UInt64, from: NodeID, into out: inout [MembershipDirective]) {
+    mutating func handleAck(seq: UInt64, from: NodeID, now: Instant, into out: inout [MembershipDirective]) {
+        if let c = confirmations.values.first(where: { $0.target.seq == seq }),
+           from == c.target.node || (c.helpers ?? []).contains(from) {
+            confirmed(c, now: now)
+            return
+        }
         switch probe {
         case .direct(let t, _) where t.seq == seq && from == t.node:
             probe = .idle
@@ -569,14 +605,17 @@ extension Membership {
         }
         let new = Entry(signed: s, verdict: nil)
         setEntry(new, for: id)
+        confirmations[id] = nil   // a newer record answers any claim about the older one
         suspicionDeadlines[id] = nil
         tombstoneDeadlines[id] = new.status.isTombstone ? now + config.tombstoneTTL : nil
         if regossip { rumors.push(.record(s)) }
         notify(old: old, new: new, into: &out)
     }
 
-    /// Accepts a suspect/dead verdict at exactly the held record's incarnation when it
-    /// raises the status; about this node, refutes it instead.
+    /// A suspect/dead claim from `from`. About this node: refuted. From a sender that is
+    /// not a live member: ignored. About a member at exactly the held incarnation that
+    /// raises its status: checked by this node's own probe (`startConfirmation`) unless the
+    /// subject answered one recently; adopted only if that probe fails.
     mutating func applyVerdict(_ v: MemberVerdict, from: NodeID, now: Instant, regossip: Bool, into out: inout [MembershipDirective]) {
         guard v.status == .suspect || v.status == .dead, v.incarnation <= UInt64(Int64.max) else {
             out.append(.rejected(from: from, subject: v.node, reason: .malformed))
@@ -586,6 +625,66 @@ extension Membership {
             refuteIfNeeded(seen: v.incarnation, differs: true, now: now, into: &out)
             return
         }
+        guard entries[from]?.isLive == true else {
+            out.append(.rejected(from: from, subject: v.node, reason: .notAMember))
+            return
+        }
+        guard let e = entries[v.node], e.incarnation == v.incarnation, e.status.rank < v.status.rank else { return }
+        if let until = e.vouchedUntil, now < until { return }
+        startConfirmation(of: v, now: now, regossip: regossip, into: &out)
+    }
+
+    /// Pings the subject of a claim; `confirmationsDue` asks helpers after `probeTimeout`
+    /// and adopts the claim after a protocol period without an ack.
+    mutating func startConfirmation(of v: MemberVerdict, now: Instant, regossip: Bool, into out: inout [MembershipDirective]) {
+        if var c = confirmations[v.node] {
+            // Already checking: remember the strongest claim at that incarnation.
+            if c.target.incarnation == v.incarnation && c.claimed.rank < v.status.rank { c.claimed = v.status }
+            c.regossip = c.regossip || regossip
+            confirmations[v.node] = c
+            return
+        }
+        guard confirmations.count < config.maxConfirmations else { return }
+        let t = ProbeTarget(node: v.node, seq: takeSeq(), incarnation: v.incarnation)
+        confirmations[v.node] = Confirmation(target: t, claimed: v.status, indirectAt: now + config.probeTimeout,
+                                             deadline: now + config.protocolPeriod, helpers: nil, regossip: regossip)
+        out.append(.send(destination(v.node), message(.ping(seq: t.seq, target: v.node))))
+    }
+
+    /// The subject of a check answered: the claim is dropped, and claims at this
+    /// incarnation are ignored for a suspicion timeout.
+    mutating func confirmed(_ c: Confirmation, now: Instant) {
+        confirmations[c.target.node] = nil
+        guard var e = entries[c.target.node], e.incarnation == c.target.incarnation else { return }
+        e.vouchedUntil = now + suspicionTimeout
+        entries[c.target.node] = e
+    }
+
+    /// Due confirmation steps, in NodeID order: ping-req after `probeTimeout`; at the
+    /// deadline without an ack, the claim becomes this node's own verdict.
+    mutating func confirmationsDue(now: Instant, into out: inout [MembershipDirective]) {
+        guard !confirmations.isEmpty else { return }
+        for id in confirmations.keys.sorted() {
+            guard var c = confirmations[id] else { continue }
+            if now >= c.deadline {
+                confirmations[id] = nil
+                guard let e = entries[id], e.incarnation == c.target.incarnation, e.status.rank < c.claimed.rank else { continue }
+                let v = MemberVerdict(node: id, incarnation: c.target.incarnation, status: c.claimed, origin: nodeID)
+                adoptVerdict(v, now: now, regossip: c.regossip, into: &out)
+            } else if c.helpers == nil, now >= c.indirectAt, let e = entries[id] {
+                let helpers = randomPeers(config.indirectProbes, excluding: [id])
+                c.helpers = helpers
+                confirmations[id] = c
+                for h in helpers {
+                    out.append(.send(destination(h), message(.pingReq(seq: c.target.seq, target: id, targetAddress: e.signed.value.address))))
+                }
+            }
+        }
+    }
+
+    /// Records this node's own verdict (a failed probe, an expired suspicion, or a claim
+    /// its probe confirmed) at exactly the held record's incarnation when it raises the status.
+    mutating func adoptVerdict(_ v: MemberVerdict, now: Instant, regossip: Bool, into out: inout [MembershipDirective]) {
         guard let old = entries[v.node], old.incarnation == v.incarnation, old.status.rank < v.status.rank else { return }
         var new = old
         new.verdict = v

@@ -31,6 +31,9 @@ public struct MembershipConfig: Hashable, Sendable {
     public var maxQueuedRumors: Int = 1_024
     /// Ping-reqs this node relays at once; more are ignored.
     public var maxPendingRelays: Int = 64
+    /// Suspicion or death claims about other members checked by this node's own probe at
+    /// once; further claims are ignored until one ends (gossip repeats them).
+    public var maxConfirmations: Int = 16
     /// Seed addresses used (the rest are ignored).
     public var maxSeeds: Int = 8
     /// Every `rejoinInterval` a node push-pulls with one seed (round robin), so that two
@@ -48,7 +51,7 @@ public struct MembershipConfig: Hashable, Sendable {
         precondition(indirectProbes >= 0 && fanout >= 1, "fanout ≥ 1, indirectProbes ≥ 0")
         precondition(suspicionMultiplier >= 1 && retransmitMultiplier >= 1, "multipliers ≥ 1")
         precondition(maxRumorsPerMessage >= 1 && maxStatesPerMessage >= 1 && maxDigestEntries >= 2, "message bounds")
-        precondition(maxMembers >= 1 && maxQueuedRumors >= 1 && maxPendingRelays >= 0 && maxSeeds >= 1, "table bounds")
+        precondition(maxMembers >= 1 && maxQueuedRumors >= 1 && maxPendingRelays >= 0 && maxSeeds >= 1 && maxConfirmations >= 1, "table bounds")
         precondition(tombstoneTTL > .zero && maxClockSkew >= .zero, "durations")
     }
 }
