@@ -136,13 +136,19 @@ struct PeerRoutes: Sendable {
         }
         // The answer goes out now, in the response head; the body waits for the engine.
         return Response(status: .ok, headers: headers, body: .init { writer in
-            await self.relayJob(s, connection: connection, to: &writer)
+            await self.relayJob(s, connection: connection, to: &writer, lastWrite: {
+                if let channel { runtime.connections.disarm(channel) }
+            })
             if let channel { runtime.connections.disarm(channel) }
         })
     }
 
     /// Writes the job's chunks to the requester, then reports the end to the machine.
-    private func relayJob(_ s: StreamID, connection: OfferConnection, to writer: inout any ResponseBodyWriter) async {
+    /// `lastWrite` runs just before the final `[DONE]`: from then on a failed write is the
+    /// only sign of a requester that went away, so one that closes its connection as soon
+    /// as it has read the whole answer cannot race the receipt (the job was delivered).
+    private func relayJob(_ s: StreamID, connection: OfferConnection, to writer: inout any ResponseBodyWriter,
+                          lastWrite: () -> Void) async {
         defer { runtime.unregister(connection) }
         let head: StreamHead
         switch await connection.next() {
@@ -179,6 +185,7 @@ struct PeerRoutes: Sendable {
                 try? await writer.finish(nil)
                 return runtime.submit(.stream(s, .failed(NodeRuntime.relayFailure(source))))
             }
+            lastWrite()
             try await writer.write(ByteBuffer(bytes: SSEWriter.done))
             try await writer.finish(nil)
         } catch {
