@@ -175,15 +175,7 @@ public struct ChatCompletion: Codable, Hashable, Sendable {
 
     enum CodingKeys: String, CodingKey { case id, object, created, model, choices, usage }
 
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(object, forKey: .object)
-        try c.encode(created, forKey: .created)
-        try c.encode(model, forKey: .model)
-        try c.encode(choices, forKey: .choices)
-        try c.encode(usage, forKey: .usage)
-    }
+    public func encode(to encoder: any Encoder) throws { try encodeWithExplicitUsage(to: encoder) }
 }
 
 /// The last chunk of a stream whose user asked for usage (`stream_options.include_usage`):
@@ -203,10 +195,26 @@ public struct FinalUsageChunk: Encodable, Sendable {
         self.usage = usage
     }
 
-    enum CodingKeys: String, CodingKey { case id, object, created, model, choices, usage }
+    public func encode(to encoder: any Encoder) throws { try encodeWithExplicitUsage(to: encoder) }
+}
 
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
+/// The fields a completion and a final usage chunk share, encoded with `usage` always
+/// present: JSON `null` when unknown (synthesized `Encodable` would leave the key out).
+protocol ExplicitUsageEncodable {
+    associatedtype Choices: Encodable
+    var id: String { get }
+    var object: String { get }
+    var created: Int64 { get }
+    var model: String { get }
+    var choices: Choices { get }
+    var usage: Usage? { get }
+}
+
+private enum ExplicitUsageKeys: String, CodingKey { case id, object, created, model, choices, usage }
+
+extension ExplicitUsageEncodable {
+    func encodeWithExplicitUsage(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: ExplicitUsageKeys.self)
         try c.encode(id, forKey: .id)
         try c.encode(object, forKey: .object)
         try c.encode(created, forKey: .created)
@@ -215,6 +223,9 @@ public struct FinalUsageChunk: Encodable, Sendable {
         try c.encode(usage, forKey: .usage)
     }
 }
+
+extension ChatCompletion: ExplicitUsageEncodable {}
+extension FinalUsageChunk: ExplicitUsageEncodable {}
 
 /// A model entry of `GET /v1/models`.
 public struct ModelEntry: Codable, Hashable, Sendable {

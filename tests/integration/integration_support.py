@@ -6,6 +6,7 @@ import email.utils
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,6 +35,23 @@ READY_TIMEOUT_S = float(os.environ.get("WWWSERVE_READY_TIMEOUT_S", "90"))
 
 def node_binary() -> Path:
     return Path(os.environ.get("WWWSERVE_BIN", str(DEFAULT_BIN)))
+
+
+def pin_binary(root: Path):
+    """Copies the node binary into `root` and points WWWSERVE_BIN at the copy, so that
+    every node of a network (restarts included) runs one build even if it is rebuilt
+    meanwhile. Returns the function that restores the environment."""
+    saved = os.environ.get("WWWSERVE_BIN")
+    binary = root / "wwwserve"
+    shutil.copy2(node_binary(), binary)
+    os.environ["WWWSERVE_BIN"] = str(binary)
+
+    def restore():
+        if saved is None:
+            os.environ.pop("WWWSERVE_BIN", None)
+        else:
+            os.environ["WWWSERVE_BIN"] = saved
+    return restore
 
 
 def free_port() -> int:

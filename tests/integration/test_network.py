@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from integration_support import (LIVE_NODES, LOCAL_MODEL, NodeProcess, NodeStartError,
+from integration_support import (pin_binary, LIVE_NODES, LOCAL_MODEL, NodeProcess, NodeStartError,
                                  llamacpp_backend, node_binary)
 
 GOSSIP_MS = 300
@@ -215,12 +214,7 @@ def net(workdir):
     tests. Tears everything down (SIGTERM, then SIGKILL) and checks no engine survives."""
     root = workdir / "network"
     root.mkdir(exist_ok=True)
-    # Every node of this network (restarts included) runs one and the same build, even
-    # if the binary is rebuilt meanwhile.
-    saved_bin = os.environ.get("WWWSERVE_BIN")
-    binary = root / "wwwserve"
-    shutil.copy2(node_binary(), binary)
-    os.environ["WWWSERVE_BIN"] = str(binary)
+    restore_bin = pin_binary(root)
     genesis = root / "genesis.json"
     ids, data = {}, {}
     for name in "ABCD":
@@ -288,10 +282,7 @@ def net(workdir):
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        if saved_bin is None:
-            os.environ.pop("WWWSERVE_BIN", None)
-        else:
-            os.environ["WWWSERVE_BIN"] = saved_bin
+        restore_bin()
         assert not left, f"llama.cpp engines outlived their nodes: {sorted(left)}"
 
 

@@ -16,9 +16,6 @@ The tests run in file order and share the module-scoped state.
 from __future__ import annotations
 
 import concurrent.futures
-import json
-import os
-import shutil
 import subprocess
 import time
 
@@ -26,7 +23,7 @@ import pytest
 import requests
 
 from fault_proxy import FaultNet, FaultProxy
-from integration_support import (FakeUpstream, LOCAL_MODEL, NodeStartError, llamacpp_backend,
+from integration_support import (pin_binary, FakeUpstream, LOCAL_MODEL, NodeStartError, llamacpp_backend,
                                  node_binary, openai_backend, to_yaml)
 from test_network import NetNode, converged, keygen, peers, wait_until
 
@@ -85,10 +82,7 @@ def check_answers(results, what: str) -> int:
 def faults(workdir):
     root = workdir / "faults"
     root.mkdir(exist_ok=True)
-    saved_bin = os.environ.get("WWWSERVE_BIN")
-    binary = root / "wwwserve"
-    shutil.copy2(node_binary(), binary)
-    os.environ["WWWSERVE_BIN"] = str(binary)
+    restore_bin = pin_binary(root)
     genesis = root / "genesis.json"
     fnet = FaultNet(seed=11)
     upstream = FakeUpstream(model=LOCAL_MODEL)
@@ -129,10 +123,7 @@ def faults(workdir):
         for p in proxies.values():
             p.close()
         upstream.close()
-        if saved_bin is None:
-            os.environ.pop("WWWSERVE_BIN", None)
-        else:
-            os.environ["WWWSERVE_BIN"] = saved_bin
+        restore_bin()
 
 
 def test_1_all_alive_through_the_proxies(faults):
