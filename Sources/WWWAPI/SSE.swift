@@ -19,20 +19,34 @@ public struct SSEReader: Sendable {
     public init(maxEventBytes: Int = 4 << 20) { self.maxEventBytes = maxEventBytes }
 
     /// Feeds bytes; returns the `data` payloads of the events completed by them.
+    /// Contiguous input (`ByteBufferView`, arrays) is scanned in place, line by line.
     public mutating func feed<C: Collection>(_ bytes: C) throws -> [String] where C.Element == UInt8 {
+        if let events = try bytes.withContiguousStorageIfAvailable({ try feed(buffer: $0) }) { return events }
+        return try Array(bytes).withUnsafeBufferPointer { try feed(buffer: $0) }
+    }
+
+    private mutating func feed(buffer: UnsafeBufferPointer<UInt8>) throws -> [String] {
         var events: [String] = []
-        for b in bytes {
+        var i = 0
+        while i < buffer.count {
             if lastWasCR {
                 lastWasCR = false
-                if b == 0x0A { continue }   // CRLF: the CR already ended the line
+                if buffer[i] == 0x0A { i += 1; continue }   // CRLF: the CR already ended the line
             }
-            if b == 0x0A || b == 0x0D {
-                lastWasCR = (b == 0x0D)
+            var end = i
+            while end < buffer.count, buffer[end] != 0x0A, buffer[end] != 0x0D { end += 1 }
+            if end > i {
+                guard line.count + data.count + (end - i) <= maxEventBytes else {
+                    throw Failure.eventTooLarge(limit: maxEventBytes)
+                }
+                line.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[i..<end]))
+            }
+            if end < buffer.count {
+                lastWasCR = (buffer[end] == 0x0D)
                 if let e = endLine() { events.append(e) }
-            } else {
-                line.append(b)
-                if line.count + data.count > maxEventBytes { throw Failure.eventTooLarge(limit: maxEventBytes) }
+                end += 1
             }
+            i = end
         }
         return events
     }

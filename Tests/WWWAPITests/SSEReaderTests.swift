@@ -57,6 +57,28 @@ struct SSEReaderTests {
         #expect(throws: SSEReader.Failure.eventTooLarge(limit: 8)) { _ = try r.feed(Array("data: 0123456789".utf8)) }
     }
 
+    /// However the bytes are cut into reads — at every position, byte by byte, or from a
+    /// non-contiguous collection — the same events come out.
+    @Test func sameEventsForEverySplit() throws {
+        let text = "data: a\r\n\r\n: c\n\ndata:b\rdata: é€\r\rdata: x\ndata: y\n\ndata: [DONE]\n\n"
+        let bytes = Array(text.utf8)
+        let whole = try read([text])
+        #expect(whole == ["a", "b\né€", "x\ny", "[DONE]"])
+        for cut in 0...bytes.count {
+            var r = SSEReader()
+            var out = try r.feed(bytes[..<cut])
+            out += try r.feed(bytes[cut...])
+            if let last = r.finish() { out.append(last) }
+            #expect(out == whole, "cut at \(cut)")
+        }
+        var r = SSEReader()
+        var out: [String] = []
+        for b in bytes { out += try r.feed(CollectionOfOne(b)) }
+        #expect(out == whole)
+        var lazy = SSEReader()
+        #expect(try lazy.feed(bytes.lazy.map { $0 }) == whole)
+    }
+
     @Test func writer() {
         #expect(String(decoding: SSEWriter.event(Array("{}".utf8)), as: UTF8.self) == "data: {}\n\n")
         #expect(String(decoding: SSEWriter.done, as: UTF8.self) == "data: [DONE]\n\n")
