@@ -187,22 +187,32 @@ public struct UpstreamError: Hashable, Sendable {
 }
 
 /// `Retry-After` in all its forms (RFC 9110 §10.2.3: delay-seconds or HTTP-date) and the
-/// `retry-after-ms` header some OpenAI-compatible servers send; whole seconds, at least 1.
+/// `retry-after-ms` header some OpenAI-compatible servers send; whole seconds, 1 to
+/// `maxSeconds` (an engine's or a peer's huge value is clamped, never trusted as is).
 public enum RetryAfter {
+    /// The longest wait passed on or honoured (the node's default `maxCooldown` too).
+    public static let maxSeconds = 300
+
     public static func seconds(retryAfter: String?, retryAfterMs: String?, now: Date = Date()) -> Int? {
         if let ms = retryAfterMs.flatMap({ Double($0.trimmingCharacters(in: .whitespaces)) }), ms.isFinite, ms >= 0 {
-            return max(1, Int((ms / 1000).rounded(.up)))
+            return clamp((ms / 1000).rounded(.up))
         }
         guard let v = retryAfter?.trimmingCharacters(in: .whitespaces), !v.isEmpty else { return nil }
-        if let s = Double(v), s.isFinite, s >= 0 { return max(1, Int(s.rounded(.up))) }
+        if let s = Double(v), s.isFinite, s >= 0 { return clamp(s.rounded(.up)) }
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
         f.timeZone = TimeZone(identifier: "GMT")
         for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
             f.dateFormat = format
-            if let d = f.date(from: v) { return max(1, Int(d.timeIntervalSince(now).rounded(.up))) }
+            if let d = f.date(from: v) { return clamp(d.timeIntervalSince(now).rounded(.up)) }
         }
         return nil
+    }
+
+    /// 1…`maxSeconds`, for any finite or infinite double (no trapping conversion).
+    static func clamp(_ seconds: Double) -> Int {
+        guard seconds.isFinite else { return seconds > 0 ? maxSeconds : 1 }
+        return Int(min(Double(maxSeconds), max(1, seconds)))
     }
 }
 

@@ -41,8 +41,15 @@ public enum EngineMetrics {
             guard let running = samples[row.running] else { continue }
             let waiting = samples[row.waiting] ?? 0
             let kv = row.kv.lazy.compactMap { samples[$0] }.first
-            return (Int(running.rounded()), Int(waiting.rounded()), kv.map { min(1, max(0, $0)) })
+            return (count(running), count(waiting), kv.map { $0.isFinite ? min(1, max(0, $0)) : 1 })
         }
         return nil
+    }
+
+    /// An engine's gauge as a request count, 0…1,000,000: whatever the engine reports
+    /// (1e300, a sum that overflowed to infinity, NaN) never traps a conversion.
+    static func count(_ v: Double) -> Int {
+        guard v.isFinite else { return v == .infinity ? 1_000_000 : 0 }
+        return Int(min(1_000_000, max(0, v.rounded())))
     }
 }

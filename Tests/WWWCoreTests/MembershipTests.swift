@@ -30,6 +30,7 @@ private func activeNode(_ s: UInt8, peers: [UInt8], config: MembershipConfig = M
     _ = m.start(now: t0, seeds: [])
     _ = m.receive(MembershipMessage(.states(peers.map { .record(rec($0)) })), from: id(peers[0]), fromAddress: addr(peers[0]), now: t0)
     m.rumors = RumorQueue(capacity: config.maxQueuedRumors)
+    m.selfRumorBudget = 0
     return m
 }
 
@@ -72,7 +73,7 @@ struct MembershipTests {
 
         let t1 = t0 + .milliseconds(10)
         let atSeed = s.receive(join, from: id(1), fromAddress: addr(1), now: t1)
-        let reply = MembershipMessage(.pushPullReply(states: [.record(rs)], wants: []), rumors: [.record(ra), .record(rs)])
+        let reply = MembershipMessage(.pushPullReply(states: [.record(rs)], wants: []), rumors: [.record(rs), .record(ra)])
         #expect(atSeed == [.memberUp(ra.value), .send(.node(id(1), address: addr(1)), reply)])
 
         #expect(a.receive(reply, from: id(2), fromAddress: addr(2), now: t1 + .milliseconds(10)) == [.memberUp(rs.value)])
@@ -326,13 +327,21 @@ struct MembershipTests {
     func deadComesBack() {
         var b = activeNode(2, peers: [1, 3])
         let dead = MembershipMessage(.states([]), rumors: [.verdict(MemberVerdict(node: id(1), incarnation: 0, status: .dead, origin: id(3)))])
-        // The claim is checked first: 1 is pinged, and dead only when that goes unanswered.
-        #expect(b.receive(dead, from: id(3), fromAddress: addr(3), now: t0) == [.send(.node(id(1), address: addr(1)), MembershipMessage(.ping(seq: 1, target: id(1))))])
+        // Another member's death claim is checked with one ping that carries the claim...
+        let check = MembershipMessage(.ping(seq: 1, target: id(1)), rumors: dead.rumors)
+        #expect(b.receive(dead, from: id(3), fromAddress: addr(3), now: t0) == [.send(.node(id(1), address: addr(1)), check)])
         #expect(b.record(of: id(1))?.status == .alive)
-        #expect(notifications(b.tick(now: t0 + .seconds(1))) == [.memberDown(view(rec(1), .dead))])
-        #expect(b.receive(MembershipMessage(.states([.record(rec(1))])), from: id(3), fromAddress: addr(3), now: t0) == [])
-        let back = rec(1, inc: 1, at: t0 + .seconds(1))
-        #expect(b.receive(MembershipMessage(.states([.record(back)])), from: id(1), fromAddress: addr(1), now: t0 + .seconds(1)) == [.memberUp(back.value)])
+        // ...then through a helper, and unanswered it makes 1 suspect here, never dead at once.
+        #expect(sends(b.tick(now: t0 + b.currentProbeTimeout)).map(\.1.body) == [.pingReq(seq: 1, target: id(1), targetAddress: addr(1))])
+        let suspectAt = t0 + b.currentPeriod
+        #expect(notifications(b.tick(now: suspectAt)) == [.memberChanged(view(rec(1), .suspect))])
+        // Three members: no confirmations wanted, so the base suspicion timeout applies.
+        let deadline = suspectAt + b.suspicionTimeout
+        #expect(b.suspicions[id(1)]?.deadline == deadline)
+        #expect(notifications(advance(&b, to: deadline)).contains(.memberDown(view(rec(1), .dead))))
+        #expect(b.receive(MembershipMessage(.states([.record(rec(1))])), from: id(3), fromAddress: addr(3), now: deadline) == [])
+        let back = rec(1, inc: 1, at: deadline)
+        #expect(b.receive(MembershipMessage(.states([.record(back)])), from: id(1), fromAddress: addr(1), now: deadline) == [.memberUp(back.value)])
     }
 
     @Test("a claim from a sender that is not a live member is refused and changes nothing")
@@ -340,50 +349,115 @@ struct MembershipTests {
         var b = activeNode(2, peers: [1, 3])
         let claim = MembershipMessage(.states([]), rumors: [.verdict(MemberVerdict(node: id(1), incarnation: 0, status: .dead, origin: id(9)))])
         #expect(b.receive(claim, from: id(9), fromAddress: addr(9), now: t0) == [.rejected(from: id(9), subject: id(1), reason: .notAMember)])
-        #expect(b.confirmations.isEmpty)
+        #expect(b.suspicions.isEmpty)
         #expect(b.record(of: id(1))?.status == .alive)
     }
 
-    @Test("a claim about a member that answers the check changes nothing, is not gossiped, and is not re-checked for a while")
+    @Test("a claim about a member that spoke to this node within the last period is ignored")
+    func subjectSpoke() {
+        var b = activeNode(2, peers: [1, 3])
+        let claim = MembershipMessage(.states([]), rumors: [.verdict(MemberVerdict(node: id(1), incarnation: 0, status: .dead, origin: id(3)))])
+        _ = b.receive(MembershipMessage(.ping(seq: 9, target: id(2))), from: id(1), fromAddress: addr(1), now: t0)
+        #expect(b.receive(claim, from: id(3), fromAddress: addr(3), now: t0 + .milliseconds(900)) == [])
+        #expect(b.claims.isEmpty && b.suspicions.isEmpty)
+        #expect(b.record(of: id(1))?.status == .alive)
+        #expect(sends(b.receive(claim, from: id(3), fromAddress: addr(3), now: t0 + .seconds(1))).map(\.1.body) == [.ping(seq: 1, target: id(1))])
+    }
+
+    @Test("a claim about a member that answers the check changes nothing and is not re-checked for a while")
     func answeredClaims() {
         var b = activeNode(2, peers: [1, 3, 4, 5])
         let claim = MembershipMessage(.states([]), rumors: [.verdict(MemberVerdict(node: id(1), incarnation: 0, status: .dead, origin: id(3)))])
-        let ping = MembershipDirective.send(.node(id(1), address: addr(1)), MembershipMessage(.ping(seq: 1, target: id(1))))
-        #expect(b.receive(claim, from: id(3), fromAddress: addr(3), now: t0) == [ping])
+        #expect(sends(b.receive(claim, from: id(3), fromAddress: addr(3), now: t0)).count == 1)
         // Repeated while the check runs: no second ping.
         #expect(b.receive(claim, from: id(4), fromAddress: addr(4), now: t0 + .milliseconds(100)) == [])
         #expect(b.receive(MembershipMessage(.ack(seq: 1)), from: id(1), fromAddress: addr(1), now: t0 + .milliseconds(200)) == [])
-        #expect(b.record(of: id(1))?.status == .alive)
+        #expect(b.claims.isEmpty)
         #expect(b.queuedRumorCount == 0)
+        #expect(notifications(b.tick(now: t0 + .seconds(1))).isEmpty)
         // Within the suspicion timeout the same claim is ignored outright.
-        #expect(b.receive(claim, from: id(5), fromAddress: addr(5), now: t0 + .seconds(1)) == [])
-        #expect(b.confirmations.isEmpty)
+        #expect(b.receive(claim, from: id(5), fromAddress: addr(5), now: t0 + .seconds(2)) == [])
         #expect(b.record(of: id(1))?.status == .alive)
     }
 
-    @Test("an unanswered check asks helpers, then adopts the claim as its own and gossips it")
-    func unansweredClaims() {
-        var b = activeNode(2, peers: [1, 3, 4])
+    @Test("at most maxConfirmations claims are checked at once")
+    func boundedChecks() {
+        var b = activeNode(2, peers: [1, 3, 4, 5, 6, 7, 8])
+        let subjects: [UInt8] = [1, 4, 5, 6, 7]
+        let claim = MembershipMessage(.states([]), rumors: subjects.map { .verdict(MemberVerdict(node: id($0), incarnation: 0, status: .suspect, origin: id(3))) })
+        let out = b.receive(claim, from: id(3), fromAddress: addr(3), now: t0)
+        #expect(sends(out).count == b.config.maxConfirmations)
+        #expect(b.claims.count == b.config.maxConfirmations)
+    }
+
+    @Test("distinct members confirming a suspicion shorten it from max to min (Lifeguard)")
+    func suspicionConfirmations() {
+        var b = activeNode(2, peers: [1, 3, 4, 5, 6])
         let claim = MembershipMessage(.states([]), rumors: [.verdict(MemberVerdict(node: id(1), incarnation: 0, status: .suspect, origin: id(3)))])
-        _ = b.receive(claim, from: id(3), fromAddress: addr(3), now: t0 + .milliseconds(100))
-        let indirect = b.tick(now: t0 + .milliseconds(600))
-        #expect(Set(sends(indirect).map { $0.1.body }) == [.pingReq(seq: 1, target: id(1), targetAddress: addr(1))])
-        #expect(Set(sends(indirect).compactMap { if case .node(let n, _) = $0.0 { n } else { nil } }) == [id(3), id(4)])
-        let adopted = b.tick(now: t0 + .milliseconds(1_100))
+        _ = b.receive(claim, from: id(3), fromAddress: addr(3), now: t0)
+        _ = b.tick(now: t0 + b.currentProbeTimeout)
+        let start = t0 + b.currentPeriod
+        let adopted = b.tick(now: start)
         #expect(notifications(adopted) == [.memberChanged(view(rec(1), .suspect))])
-        // Gossiped on with this node as its origin (piggybacked on the period's messages).
-        let own = MembershipRumor.verdict(MemberVerdict(node: id(1), incarnation: 0, status: .suspect, origin: id(2)))
-        #expect(sends(adopted).contains { $0.1.rumors.contains(own) })
+        let minT = b.suspicionTimeout, maxT = minT * 3
+        let s1 = b.suspicions[id(1)]!
+        #expect(s1.wanted == 2 && s1.confirmers == [id(3)])
+        #expect(s1.deadline > start + minT && s1.deadline < start + maxT)
+        // The same sender again does not count; a second one reaches the minimum.
+        _ = b.receive(claim, from: id(3), fromAddress: addr(3), now: start + .milliseconds(10))
+        #expect(b.suspicions[id(1)]!.deadline == s1.deadline)
+        _ = b.receive(claim, from: id(4), fromAddress: addr(4), now: start + .milliseconds(20))
+        #expect(b.suspicions[id(1)]!.deadline == start + minT)
+        // The suspicion is gossiped on; a message to the suspect carries it (buddy system).
+        let verdict = MembershipRumor.verdict(MemberVerdict(node: id(1), incarnation: 0, status: .suspect, origin: id(3)))
+        #expect(sends(adopted).contains { $0.1.rumors.contains(verdict) })
+        let ack = b.receive(MembershipMessage(.ping(seq: 4, target: id(2))), from: id(1), fromAddress: addr(1), now: start + .milliseconds(30))
+        #expect(sends(ack).first?.1.rumors.first == verdict)
+        // Without a refutation, the suspicion ends in death at its deadline.
+        #expect(notifications(advance(&b, to: start + minT)).contains(.memberDown(view(rec(1), .dead))))
     }
 
-    @Test("any message from the subject of a check ends it")
-    func subjectSpeaks() {
-        var b = activeNode(2, peers: [1, 3])
-        let claim = MembershipMessage(.states([]), rumors: [.verdict(MemberVerdict(node: id(1), incarnation: 0, status: .dead, origin: id(3)))])
-        _ = b.receive(claim, from: id(3), fromAddress: addr(3), now: t0)
-        _ = b.receive(MembershipMessage(.ping(seq: 9, target: id(2))), from: id(1), fromAddress: addr(1), now: t0 + .milliseconds(50))
-        #expect(b.confirmations.isEmpty)
-        #expect(b.record(of: id(1))?.status == .alive)
+    @Test("a node's own suspicion starts at the maximum when others may still confirm it")
+    func ownSuspicionStartsAtMax() {
+        var b = activeNode(2, peers: [1, 3, 4, 5, 6])
+        let claim = MemberVerdict(node: id(1), incarnation: 0, status: .suspect, origin: id(2))
+        var out: [MembershipDirective] = []
+        b.adoptVerdict(claim, now: t0, regossip: true, into: &out)
+        #expect(b.suspicions[id(1)]!.deadline == t0 + b.suspicionTimeout * 3)
+    }
+
+    @Test("failed probes raise local health, which stretches the period and probe timeout; acks lower it")
+    func localHealth() {
+        var a = activeNode(1, peers: [2])
+        _ = a.tick(now: t0 + .seconds(1))
+        // Unacked by the next period: 2 is suspected and our own health score rises.
+        let second = advance(&a, to: t0 + .seconds(2))
+        #expect(a.localHealth == 1)
+        #expect(a.record(of: id(2))?.status == .suspect)
+        #expect(a.currentPeriod == .seconds(2) && a.currentProbeTimeout == .seconds(1))
+        #expect(a.nextPeriodAt == t0 + .seconds(4))
+        // The new probe waits the stretched timeout before asking helpers.
+        #expect(a.nextDeadline == t0 + .seconds(3))
+        // A probe answered in time lowers it again.
+        guard case .ping(let seq, _)? = sends(second).last(where: { if case .ping = $0.1.body { true } else { false } })?.1.body else {
+            Issue.record("no second ping: \(second)"); return
+        }
+        _ = a.receive(MembershipMessage(.ack(seq: seq)), from: id(2), fromAddress: addr(2), now: t0 + .milliseconds(2_100))
+        #expect(a.localHealth == 0)
+    }
+
+    @Test("refuting a suspicion of itself: health worsens and the new record rides first on the next messages")
+    func refutationFirst() {
+        var a = activeNode(1, peers: [2, 3])
+        let claim = MembershipMessage(.states([]), rumors: [.verdict(MemberVerdict(node: id(1), incarnation: 0, status: .suspect, origin: id(3)))])
+        let out = a.receive(claim, from: id(2), fromAddress: addr(2), now: t0)
+        let refuted = rec(1, inc: 1, at: t0)
+        #expect(out == [.localUpdated(refuted)])
+        #expect(a.localHealth == 1)
+        for _ in 0..<3 {
+            let m = a.receive(MembershipMessage(.ping(seq: 5, target: id(1))), from: id(2), fromAddress: addr(2), now: t0)
+            #expect(sends(m).first?.1.rumors.first == .record(refuted))
+        }
     }
 
     @Test("metadata changes are signed at once; load-only changes are rate limited")

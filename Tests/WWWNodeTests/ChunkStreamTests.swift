@@ -79,4 +79,15 @@ import WWWBackends
         #expect(RetryAfter.seconds(retryAfter: "Tue, 14 Nov 2023 22:13:50 GMT", retryAfterMs: nil, now: now) == 30)
         #expect(RetryAfter.seconds(retryAfter: "soon", retryAfterMs: nil, now: now) == nil)
     }
+
+    /// An engine's or a peer's huge value must neither trap (Double → Int) nor pass through.
+    @Test func hugeRetryAfterIsClamped() {
+        let now = Date(timeIntervalSince1970: 1_700_000_000)
+        for v in ["99999999999999999999", "1e300", "86400000"] {
+            #expect(RetryAfter.seconds(retryAfter: v, retryAfterMs: nil, now: now) == RetryAfter.maxSeconds, "\(v)")
+        }
+        #expect(RetryAfter.seconds(retryAfter: nil, retryAfterMs: "1e30", now: now) == RetryAfter.maxSeconds)
+        #expect(RetryAfter.seconds(retryAfter: "Fri, 31 Dec 9999 23:59:59 GMT", retryAfterMs: nil, now: now) == RetryAfter.maxSeconds)
+        #expect(RetryAfter.seconds(retryAfter: "Tue, 14 Nov 2000 22:13:50 GMT", retryAfterMs: nil, now: now) == 1)
+    }
 }

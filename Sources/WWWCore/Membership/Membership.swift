@@ -24,11 +24,24 @@
 /// partitions reconnect), (d) retries its seeds while it knows no live peer. A suspect
 /// becomes `dead` after the suspicion timeout unless it refutes by raising its incarnation.
 ///
-/// Only the subject's own signed records and this node's own failed probes change a
-/// member's status here (DESIGN.md §9): a suspicion or death claim gossiped by another
-/// member is a reason to probe the subject (direct, then indirect), adopted — and gossiped
-/// on — only when that probe fails too; claims from senders that are not live members are
-/// ignored. A stranger, or a lying member, cannot evict a node that answers.
+/// Lifeguard (Dadgar, Phillips, Currey, "Lifeguard: Local Health Awareness for More
+/// Accurate Failure Detection", 2018; memberlist's awareness and suspicion):
+/// - local health: a node whose own probes fail, or that has to refute suspicions of
+///   itself, is probably the slow one; its health score (0…`maxLocalHealth`) stretches its
+///   own protocol period and probe timeout by `1 + score`, and an acked probe lowers it;
+/// - suspicion: a suspicion starts at `suspicionMaxMultiplier ×` the base timeout and
+///   shrinks (logarithmically) towards the base as distinct members independently report
+///   the same suspicion;
+/// - refutation first: this node's own new record rides first on every message until it
+///   was sent `retransmitLimit` times, and a message to a member held suspect carries the
+///   suspicion, so the subject learns it at once and refutes (the buddy system).
+///
+/// Only the subject's own signed records and this node's own timers make a member `dead`
+/// here (DESIGN.md §9): a suspicion or death claim gossiped by another member makes the
+/// subject at most `suspect` (which it refutes by raising its incarnation), and counts as
+/// one confirmation of this node's suspicion; claims from senders that are not live
+/// members are ignored, and so are claims about a member that spoke to this node within
+/// the last protocol period. A stranger, or a lying member, cannot evict a node that answers.
 public struct Membership: Sendable {
     /// Lifecycle of the local node.
     public enum Phase: Hashable, Sendable {
@@ -47,8 +60,8 @@ public struct Membership: Sendable {
     struct Entry: Sendable {
         var signed: Signed<MemberRecord>
         var verdict: MemberVerdict?
-        /// The subject answered a confirmation probe at this record's incarnation: claims
-        /// about it are ignored until then.
+        /// The subject sent this node an authenticated message recently: claims about it
+        /// are ignored until then.
         var vouchedUntil: Instant? = nil
 
         var status: MemberStatus { signed.value.status == .left ? .left : (verdict?.status ?? .alive) }
@@ -78,18 +91,34 @@ public struct Membership: Sendable {
         case indirect(ProbeTarget, helpers: [NodeID])
     }
 
-    /// A claim (suspect or dead) about `target` that another member gossiped, checked by
-    /// this node's own probe before it changes anything here.
-    struct Confirmation: Hashable, Sendable {
-        var target: ProbeTarget
-        var claimed: MemberStatus
+    /// A suspicion this node holds (Lifeguard's LHA-suspicion): it expires at `deadline`,
+    /// which moves from `start + max` towards `start + min` as distinct members confirm it.
+    struct Suspicion: Hashable, Sendable {
+        var incarnation: UInt64
+        var start: Instant
+        var min: Duration
+        var max: Duration
+        /// Confirmations wanted to reach `min` (0: `min` at once).
+        var wanted: Int
+        /// Distinct authenticated senders that reported this suspicion (at most `wanted`).
+        var confirmers: [NodeID]
+        var deadline: Instant { start + MembershipMath.suspicionTimeout(min: min, max: max, confirmations: confirmers.count, wanted: wanted) }
+    }
+
+    /// A claim (suspect or dead) about an alive member that other members gossiped,
+    /// checked by this node's own probe — a ping that carries the claim (so the subject can
+    /// refute it), then ping-req through helpers — before it makes the member suspect here.
+    struct Claim: Hashable, Sendable {
+        var verdict: MemberVerdict
+        var seq: UInt64
         /// Without an ack by then, ping-req goes to helpers.
         var indirectAt: Instant
-        /// Without an ack by then, the claim is adopted as this node's own verdict.
-        var deadline: Instant
-        /// Helpers asked to ping the target; nil before the indirect step.
+        /// Helpers asked; nil before the indirect step.
         var helpers: [NodeID]?
-        /// Whether the adopted verdict is gossiped on (claims that came as rumors).
+        /// Without an ack by then, the subject becomes suspect.
+        var deadline: Instant
+        /// Distinct authenticated senders of the claim (they confirm the suspicion).
+        var claimers: [NodeID]
         var regossip: Bool
     }
 
@@ -123,9 +152,14 @@ public struct Membership: Sendable {
     var probeQueue: [NodeID] = []
     var nextSeq: UInt64 = 1
     var relays: [UInt64: Relay] = [:]
+    /// Members held suspect, by subject.
+    var suspicions: [NodeID: Suspicion] = [:]
     /// Claims being checked, by subject (at most `maxConfirmations`).
-    var confirmations: [NodeID: Confirmation] = [:]
-    var suspicionDeadlines: [NodeID: Instant] = [:]
+    var claims: [NodeID: Claim] = [:]
+    /// Lifeguard's local health multiplier, 0…`maxLocalHealth`.
+    public private(set) var localHealth = 0
+    /// Messages that still carry this node's latest record first (refutation priority).
+    var selfRumorBudget = 0
     var tombstoneDeadlines: [NodeID: Instant] = [:]
     var nextPeriodAt: Instant = .zero
     var nextRejoinAt: Instant = .zero
@@ -191,19 +225,25 @@ public struct Membership: Sendable {
     /// Live members (alive or suspect), this node included: the N of the log(N) scalings.
     public var liveMemberCount: Int { liveCount + (phase == .left ? 0 : 1) }
 
-    /// Rumors waiting to be piggybacked.
-    public var queuedRumorCount: Int { rumors.count }
+    /// Rumors waiting to be piggybacked (this node's own record included).
+    public var queuedRumorCount: Int { rumors.count + (selfRumorBudget > 0 ? 1 : 0) }
 
-    /// The current suspicion timeout.
+    /// The base suspicion timeout (reached with enough independent confirmations).
     public var suspicionTimeout: Duration { MembershipMath.suspicionTimeout(members: liveMemberCount, config: config) }
+
+    /// The protocol period stretched by local health: `protocolPeriod × (1 + localHealth)`.
+    public var currentPeriod: Duration { config.protocolPeriod * (1 + localHealth) }
+
+    /// The probe timeout stretched by local health.
+    public var currentProbeTimeout: Duration { config.probeTimeout * (1 + localHealth) }
 
     /// When `tick` must next be called; nil when idle or left.
     public var nextDeadline: Instant? {
         guard phase == .joining || phase == .active else { return nil }
         var d = nextPeriodAt
         if case .direct(_, let at) = probe { d = min(d, at) }
-        if let s = suspicionDeadlines.values.min() { d = min(d, s) }
-        for c in confirmations.values { d = min(d, c.helpers == nil ? c.indirectAt : c.deadline) }
+        for s in suspicions.values { d = min(d, s.deadline) }
+        for c in claims.values { d = min(d, c.helpers == nil ? c.indirectAt : c.deadline) }
         return d
     }
 
@@ -219,7 +259,7 @@ public struct Membership: Sendable {
         var r = localRecord.value
         r.updatedAt = now
         publishLocal(r, into: &out)
-        nextPeriodAt = now + config.protocolPeriod
+        nextPeriodAt = now + currentPeriod
         nextRejoinAt = now + (config.rejoinInterval ?? .zero)
         if self.seeds.isEmpty {
             phase = .active
@@ -237,7 +277,7 @@ public struct Membership: Sendable {
         guard phase == .joining || phase == .active else { return [] }
         var out: [MembershipDirective] = []
         expireSuspicions(now: now, into: &out)
-        confirmationsDue(now: now, into: &out)
+        claimsDue(now: now, into: &out)
         if now >= nextPeriodAt {
             periodTick(now: now, into: &out)
         }
@@ -252,13 +292,14 @@ public struct Membership: Sendable {
     public mutating func receive(_ m: MembershipMessage, from: NodeID, fromAddress: String, now: Instant) -> [MembershipDirective] {
         guard phase == .joining || phase == .active, from != nodeID else { return [] }
         var out: [MembershipDirective] = []
-        // Any authenticated message from a subject under check shows it is alive.
-        if let c = confirmations[from] { confirmed(c, now: now) }
+        // Any authenticated message from a member shows it is alive, for now; from the
+        // subject of a check, it answers the check, and claims wait a suspicion timeout.
+        if entries[from] != nil { vouch(for: from, until: now + (claims[from] == nil ? currentPeriod : suspicionTimeout)) }
         for r in m.rumors.prefix(4 * config.maxRumorsPerMessage) { apply(r, from: from, now: now, regossip: true, into: &out) }
         let reply = MembershipDestination.node(from, address: entries[from]?.signed.value.address ?? fromAddress)
         switch m.body {
         case .ping(let seq, let target):
-            if target == nodeID { out.append(.send(reply, message(.ack(seq: seq)))) }
+            if target == nodeID { out.append(.send(reply, message(.ack(seq: seq), to: from))) }
         case .ack(let seq):
             handleAck(seq: seq, from: from, now: now, into: &out)
         case .pingReq(let seq, let target, let targetAddress):
@@ -315,6 +356,7 @@ public struct Membership: Sendable {
         r.updatedAt = now
         publishLocal(r, into: &out)
         let rumor = MembershipRumor.record(localRecord)
+        selfRumorBudget = 0
         for peer in randomPeers(2 * config.fanout, excluding: []) {
             out.append(.send(destination(peer), MembershipMessage(.states([]), rumors: [rumor])))
         }
@@ -337,34 +379,40 @@ extension Membership {
         contactSeeds(now: now, into: &out)
         startProbe(now: now, into: &out)
         pushPullRound(into: &out)
-        nextPeriodAt = nextPeriodAt + config.protocolPeriod
-        if nextPeriodAt <= now { nextPeriodAt = now + config.protocolPeriod }
+        nextPeriodAt = nextPeriodAt + currentPeriod
+        if nextPeriodAt <= now { nextPeriodAt = now + currentPeriod }
     }
 
-    /// An unacked probe from the previous period makes its target `suspect`.
+    /// An unacked probe from the previous period makes its target `suspect` (and this
+    /// node's local health worse: the fault may be its own slowness).
     mutating func resolveProbe(now: Instant, into out: inout [MembershipDirective]) {
         switch probe {
         case .idle: return
         case .direct(let t, _), .indirect(let t, _):
             probe = .idle
+            changeLocalHealth(+1)
             guard let e = entries[t.node], e.status == .alive, e.incarnation == t.incarnation else { return }
             let v = MemberVerdict(node: t.node, incarnation: t.incarnation, status: .suspect, origin: nodeID)
             adoptVerdict(v, now: now, regossip: true, into: &out)
         }
     }
 
-    /// Joining: push-pull every seed each period. Active with no live peer, or every
-    /// `rejoinInterval`: push-pull the next seed.
+    /// Joining, or active with no live peer: push-pull the next seed each period (round
+    /// robin: `start` already asked them all, and a mass start must not turn the seeds
+    /// into hot spots). Otherwise every `rejoinInterval`: push-pull the next seed unless it
+    /// is a live member.
     mutating func contactSeeds(now: Instant, into out: inout [MembershipDirective]) {
         guard !seeds.isEmpty else { return }
-        if phase == .joining || liveCount == 0 {
-            for s in seeds { out.append(.send(.address(s), message(.pushPull(nextDigest())))) }
-            return
+        let rejoining = phase != .joining && liveCount > 0
+        if rejoining {
+            guard let interval = config.rejoinInterval, now >= nextRejoinAt else { return }
+            nextRejoinAt = now + interval
         }
-        guard let interval = config.rejoinInterval, now >= nextRejoinAt else { return }
-        nextRejoinAt = now + interval
         let s = seeds[seedCursor % seeds.count]
         seedCursor = (seedCursor + 1) % seeds.count
+        // A seed that is a live member already is in touch: asking it again would only make
+        // every seed a hot spot that grows with the network.
+        if rejoining && order.contains(where: { entries[$0]!.isLive && entries[$0]!.signed.value.address == s }) { return }
         out.append(.send(.address(s), message(.pushPull(nextDigest()))))
     }
 
@@ -372,8 +420,8 @@ extension Membership {
     mutating func startProbe(now: Instant, into out: inout [MembershipDirective]) {
         guard let target = nextProbeTarget(), let e = entries[target] else { return }
         let t = ProbeTarget(node: target, seq: takeSeq(), incarnation: e.incarnation)
-        probe = .direct(t, indirectAt: now + config.probeTimeout)
-        out.append(.send(destination(target), message(.ping(seq: t.seq, target: target))))
+        probe = .direct(t, indirectAt: now + currentProbeTimeout)
+        out.append(.send(destination(target), message(.ping(seq: t.seq, target: target), to: target)))
     }
 
     mutating func nextProbeTarget() -> NodeID? {
@@ -406,15 +454,16 @@ extension Membership {
     mutating func pushPullRound(into out: inout [MembershipDirective]) {
         guard phase == .active else { return }
         for p in randomPeers(config.fanout, excluding: []) {
-            out.append(.send(destination(p), message(.pushPull(nextDigest(summary: true)))))
+            out.append(.send(destination(p), message(.pushPull(nextDigest(summary: true)), to: p)))
         }
         if let dead = randomDead() { out.append(.send(destination(dead), message(.pushPull(nextDigest())))) }
     }
 
     mutating func expireSuspicions(now: Instant, into out: inout [MembershipDirective]) {
-        let due = suspicionDeadlines.filter { $0.value <= now }.sorted { ($0.value, $0.key) < ($1.value, $1.key) }
-        for (id, _) in due {
-            suspicionDeadlines[id] = nil
+        guard !suspicions.isEmpty else { return }
+        let due = suspicions.compactMap { id, s in s.deadline <= now ? (s.deadline, id) : nil }.sorted { $0 < $1 }
+        for (_, id) in due {
+            suspicions[id] = nil
             guard let e = entries[id], e.status == .suspect else { continue }
             let v = MemberVerdict(node: id, incarnation: e.incarnation, status: .dead, origin: nodeID)
             adoptVerdict(v, now: now, regossip: true, into: &out)
@@ -427,7 +476,8 @@ extension Membership {
             tombstoneDeadlines[id] = nil
             guard let e = entries[id], e.status.isTombstone else { continue }
             setEntry(nil, for: id)
-            confirmations[id] = nil
+            suspicions[id] = nil
+            claims[id] = nil
             out.append(.memberRemoved(id))
         }
     }
@@ -437,17 +487,18 @@ extension Membership {
 
 extension Membership {
     mutating func handleAck(seq: UInt64, from: NodeID, now: Instant, into out: inout [MembershipDirective]) {
-        if let c = confirmations.values.first(where: { $0.target.seq == seq }),
-           from == c.target.node || (c.helpers ?? []).contains(from) {
-            confirmed(c, now: now)
+        if let (id, _) = claims.first(where: { $0.value.seq == seq && ($0.value.helpers ?? []).contains(from) }) {
+            vouch(for: id, until: now + suspicionTimeout)   // a helper reached the subject
             return
         }
         switch probe {
         case .direct(let t, _) where t.seq == seq && from == t.node:
             probe = .idle
+            changeLocalHealth(-1)
             return
         case .indirect(let t, let helpers) where t.seq == seq && (from == t.node || helpers.contains(from)):
             probe = .idle
+            changeLocalHealth(-1)
             return
         default: break
         }
@@ -465,8 +516,8 @@ extension Membership {
         // ping-req can never make this node send to an address a stranger chose.
         guard target != nodeID, relays.count < config.maxPendingRelays, let address = entries[target]?.signed.value.address else { return }
         let mySeq = takeSeq()
-        relays[mySeq] = Relay(requester: from, requesterAddress: fromAddress, originalSeq: seq, target: target, expiresAt: now + config.protocolPeriod)
-        out.append(.send(.node(target, address: address), message(.ping(seq: mySeq, target: target))))
+        relays[mySeq] = Relay(requester: from, requesterAddress: fromAddress, originalSeq: seq, target: target, expiresAt: now + currentPeriod)
+        out.append(.send(.node(target, address: address), message(.ping(seq: mySeq, target: target), to: target)))
     }
 
     /// Answers a digest: states in its range that the sender lacks or has older (random
@@ -603,83 +654,103 @@ extension Membership {
             out.append(.rejected(from: from, subject: id, reason: .tableFull))
             return
         }
-        let new = Entry(signed: s, verdict: nil)
+        let new = Entry(signed: s, verdict: nil, vouchedUntil: old?.vouchedUntil)
         setEntry(new, for: id)
-        confirmations[id] = nil   // a newer record answers any claim about the older one
-        suspicionDeadlines[id] = nil
+        suspicions[id] = nil   // a newer record refutes any suspicion of the older one
+        claims[id] = nil
         tombstoneDeadlines[id] = new.status.isTombstone ? now + config.tombstoneTTL : nil
         if regossip { rumors.push(.record(s)) }
         notify(old: old, new: new, into: &out)
     }
 
-    /// A suspect/dead claim from `from`. About this node: refuted. From a sender that is
-    /// not a live member: ignored. About a member at exactly the held incarnation that
-    /// raises its status: checked by this node's own probe (`startConfirmation`) unless the
-    /// subject answered one recently; adopted only if that probe fails.
+    /// A suspect/dead claim forwarded by `from`. About this node: refuted. From a sender
+    /// that is not a live member: ignored. About a member at exactly the held incarnation,
+    /// that has not spoken to this node within the last period: an alive member becomes
+    /// `suspect` (never `dead`: only this node's own suspicion timer does that), and a
+    /// suspect one counts `from` as a confirmation of the suspicion.
     mutating func applyVerdict(_ v: MemberVerdict, from: NodeID, now: Instant, regossip: Bool, into out: inout [MembershipDirective]) {
         guard v.status == .suspect || v.status == .dead, v.incarnation <= UInt64(Int64.max) else {
             out.append(.rejected(from: from, subject: v.node, reason: .malformed))
             return
         }
         if v.node == nodeID {
-            refuteIfNeeded(seen: v.incarnation, differs: true, now: now, into: &out)
+            if refuteIfNeeded(seen: v.incarnation, differs: true, now: now, into: &out) { changeLocalHealth(+1) }
             return
         }
         guard entries[from]?.isLive == true else {
             out.append(.rejected(from: from, subject: v.node, reason: .notAMember))
             return
         }
-        guard let e = entries[v.node], e.incarnation == v.incarnation, e.status.rank < v.status.rank else { return }
+        guard let e = entries[v.node], e.incarnation == v.incarnation, e.isLive else { return }
         if let until = e.vouchedUntil, now < until { return }
-        startConfirmation(of: v, now: now, regossip: regossip, into: &out)
-    }
-
-    /// Pings the subject of a claim; `confirmationsDue` asks helpers after `probeTimeout`
-    /// and adopts the claim after a protocol period without an ack.
-    mutating func startConfirmation(of v: MemberVerdict, now: Instant, regossip: Bool, into out: inout [MembershipDirective]) {
-        if var c = confirmations[v.node] {
-            // Already checking: remember the strongest claim at that incarnation.
-            if c.target.incarnation == v.incarnation && c.claimed.rank < v.status.rank { c.claimed = v.status }
-            c.regossip = c.regossip || regossip
-            confirmations[v.node] = c
+        if e.status == .suspect {
+            confirmSuspicion(of: v.node, by: from, now: now)
             return
         }
-        guard confirmations.count < config.maxConfirmations else { return }
-        let t = ProbeTarget(node: v.node, seq: takeSeq(), incarnation: v.incarnation)
-        confirmations[v.node] = Confirmation(target: t, claimed: v.status, indirectAt: now + config.probeTimeout,
-                                             deadline: now + config.protocolPeriod, helpers: nil, regossip: regossip)
-        out.append(.send(destination(v.node), message(.ping(seq: t.seq, target: v.node))))
+        checkClaim(v, from: from, now: now, regossip: regossip, into: &out)
     }
 
-    /// The subject of a check answered: the claim is dropped, and claims at this
-    /// incarnation are ignored for a suspicion timeout.
-    mutating func confirmed(_ c: Confirmation, now: Instant) {
-        confirmations[c.target.node] = nil
-        guard var e = entries[c.target.node], e.incarnation == c.target.incarnation else { return }
-        e.vouchedUntil = now + suspicionTimeout
-        entries[c.target.node] = e
+    /// Pings the subject of a claim (the ping carries the claim); `claimsDue` makes it
+    /// suspect if no ack came within the probe timeout. While checks are at their bound,
+    /// further claims are dropped (gossip repeats them).
+    mutating func checkClaim(_ v: MemberVerdict, from: NodeID, now: Instant, regossip: Bool, into out: inout [MembershipDirective]) {
+        if var c = claims[v.node] {
+            if !c.claimers.contains(from) && c.claimers.count < config.suspicionMultiplier { c.claimers.append(from) }
+            c.regossip = c.regossip || regossip
+            claims[v.node] = c
+            return
+        }
+        guard claims.count < config.maxConfirmations else { return }
+        let c = Claim(verdict: v, seq: takeSeq(), indirectAt: now + currentProbeTimeout, helpers: nil,
+                      deadline: now + currentPeriod, claimers: [from], regossip: regossip)
+        claims[v.node] = c
+        var ping = message(.ping(seq: c.seq, target: v.node), to: v.node)
+        ping.rumors = Array(([MembershipRumor.verdict(v)] + ping.rumors).prefix(config.maxRumorsPerMessage))
+        out.append(.send(destination(v.node), ping))
     }
 
-    /// Due confirmation steps, in NodeID order: ping-req after `probeTimeout`; at the
-    /// deadline without an ack, the claim becomes this node's own verdict.
-    mutating func confirmationsDue(now: Instant, into out: inout [MembershipDirective]) {
-        guard !confirmations.isEmpty else { return }
-        for id in confirmations.keys.sorted() {
-            guard var c = confirmations[id] else { continue }
-            if now >= c.deadline {
-                confirmations[id] = nil
-                guard let e = entries[id], e.incarnation == c.target.incarnation, e.status.rank < c.claimed.rank else { continue }
-                let v = MemberVerdict(node: id, incarnation: c.target.incarnation, status: c.claimed, origin: nodeID)
-                adoptVerdict(v, now: now, regossip: c.regossip, into: &out)
-            } else if c.helpers == nil, now >= c.indirectAt, let e = entries[id] {
+    /// Due check steps, in NodeID order: ping-req after the probe timeout; unanswered at
+    /// the deadline, the subject becomes suspect, the claimers counting as confirmations.
+    mutating func claimsDue(now: Instant, into out: inout [MembershipDirective]) {
+        guard !claims.isEmpty else { return }
+        for id in claims.keys.sorted() {
+            guard var c = claims[id] else { continue }
+            if now < c.deadline {
+                guard c.helpers == nil, now >= c.indirectAt, let e = entries[id] else { continue }
                 let helpers = randomPeers(config.indirectProbes, excluding: [id])
                 c.helpers = helpers
-                confirmations[id] = c
+                claims[id] = c
                 for h in helpers {
-                    out.append(.send(destination(h), message(.pingReq(seq: c.target.seq, target: id, targetAddress: e.signed.value.address))))
+                    out.append(.send(destination(h), message(.pingReq(seq: c.seq, target: id, targetAddress: e.signed.value.address))))
                 }
+                continue
             }
+            claims[id] = nil
+            guard let e = entries[id], e.incarnation == c.verdict.incarnation, e.status == .alive else { continue }
+            let v = MemberVerdict(node: id, incarnation: c.verdict.incarnation, status: .suspect, origin: c.verdict.origin)
+            adoptVerdict(v, now: now, regossip: c.regossip, into: &out)
+            for claimer in c.claimers { confirmSuspicion(of: id, by: claimer, now: now) }
         }
+    }
+
+    /// `node` showed it is alive: claims about it wait until `until`; a running check ends.
+    mutating func vouch(for node: NodeID, until: Instant) {
+        claims[node] = nil
+        guard var e = entries[node] else { return }
+        if (e.vouchedUntil ?? .zero) < until { e.vouchedUntil = until }
+        entries[node] = e
+    }
+
+    /// Counts `from` as an independent confirmation of this node's suspicion of `node`.
+    mutating func confirmSuspicion(of node: NodeID, by from: NodeID, now: Instant) {
+        guard var s = suspicions[node], s.confirmers.count < s.wanted, !s.confirmers.contains(from) else { return }
+        s.confirmers.append(from)
+        suspicions[node] = s
+    }
+
+    /// Moves the local health score by `delta`, within 0…`maxLocalHealth`.
+    mutating func changeLocalHealth(_ delta: Int) {
+        localHealth = Swift.max(0, Swift.min(config.maxLocalHealth, localHealth + delta))
     }
 
     /// Records this node's own verdict (a failed probe, an expired suspicion, or a claim
@@ -690,9 +761,12 @@ extension Membership {
         new.verdict = v
         setEntry(new, for: v.node)
         if v.status == .suspect {
-            suspicionDeadlines[v.node] = now + suspicionTimeout
+            let n = liveMemberCount
+            let wanted = n - 2 < config.suspicionMultiplier - 2 ? 0 : config.suspicionMultiplier - 2
+            suspicions[v.node] = Suspicion(incarnation: v.incarnation, start: now, min: suspicionTimeout,
+                                           max: suspicionTimeout * config.suspicionMaxMultiplier, wanted: max(0, wanted), confirmers: [])
         } else {
-            suspicionDeadlines[v.node] = nil
+            suspicions[v.node] = nil
             tombstoneDeadlines[v.node] = now + config.tombstoneTTL
         }
         if regossip { rumors.push(.verdict(v)) }
@@ -701,20 +775,23 @@ extension Membership {
 
     /// SWIM refutation: a state about this node above our incarnation, or at it but
     /// different from our current record (`differs`: a suspicion, a death, a record of a
-    /// previous life), makes us sign `alive` at `max(seen, ours) + 1`.
-    mutating func refuteIfNeeded(seen: UInt64, differs: Bool, now: Instant, into out: inout [MembershipDirective]) {
+    /// previous life), makes us sign `alive` at `max(seen, ours) + 1`. Returns whether it did.
+    @discardableResult
+    mutating func refuteIfNeeded(seen: UInt64, differs: Bool, now: Instant, into out: inout [MembershipDirective]) -> Bool {
         let mine = localRecord.value
-        guard phase == .joining || phase == .active, seen < UInt64(Int64.max) else { return }
-        guard seen > mine.incarnation || (seen == mine.incarnation && differs) else { return }
+        guard phase == .joining || phase == .active, seen < UInt64(Int64.max) else { return false }
+        guard seen > mine.incarnation || (seen == mine.incarnation && differs) else { return false }
         var r = mine
         r.incarnation = max(seen, mine.incarnation) + 1
         r.updatedAt = max(now, mine.updatedAt)
         publishLocal(r, into: &out)
+        return true
     }
 
+    /// Signs `r` as this node's record; it rides first on the next `retransmitLimit` messages.
     mutating func publishLocal(_ r: MemberRecord, into out: inout [MembershipDirective]) {
         localRecord = Signed(r, by: signer)
-        rumors.push(.record(localRecord))
+        selfRumorBudget = MembershipMath.retransmitLimit(members: liveMemberCount, config: config)
         out.append(.localUpdated(localRecord))
     }
 
@@ -764,10 +841,18 @@ extension Membership {
 // MARK: - Helpers
 
 extension Membership {
-    /// A message with piggybacked rumors taken from the queue.
-    mutating func message(_ body: MembershipMessage.Body) -> MembershipMessage {
+    /// A message with piggybacked rumors: this node's own new record first (refutations
+    /// spread before anything else), then — to a member held suspect — that suspicion (so
+    /// the subject can refute it), then the queue's.
+    mutating func message(_ body: MembershipMessage.Body, to recipient: NodeID? = nil) -> MembershipMessage {
+        var first: [MembershipRumor] = []
+        if selfRumorBudget > 0 {
+            selfRumorBudget -= 1
+            first.append(.record(localRecord))
+        }
+        if let recipient, let e = entries[recipient], e.status == .suspect, let v = e.verdict { first.append(.verdict(v)) }
         let limit = MembershipMath.retransmitLimit(members: liveMemberCount, config: config)
-        return MembershipMessage(body, rumors: rumors.take(limit: config.maxRumorsPerMessage, retransmitLimit: limit))
+        return MembershipMessage(body, rumors: first + rumors.take(limit: config.maxRumorsPerMessage - first.count, retransmitLimit: limit))
     }
 
     func destination(_ id: NodeID) -> MembershipDestination {

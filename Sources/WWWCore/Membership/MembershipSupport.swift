@@ -31,9 +31,17 @@ public struct MembershipConfig: Hashable, Sendable {
     public var maxQueuedRumors: Int = 1_024
     /// Ping-reqs this node relays at once; more are ignored.
     public var maxPendingRelays: Int = 64
-    /// Suspicion or death claims about other members checked by this node's own probe at
-    /// once; further claims are ignored until one ends (gossip repeats them).
-    public var maxConfirmations: Int = 16
+    /// A suspicion starts at `suspicionMaxMultiplier ×` the suspicion timeout and shrinks to
+    /// the timeout as `suspicionMultiplier − 2` distinct members confirm it (Lifeguard;
+    /// memberlist uses 6, we take 3 so that small networks, where few can confirm, still
+    /// declare a crash within seconds).
+    public var suspicionMaxMultiplier: Int = 3
+    /// Lifeguard's local health: the highest score; the protocol period and probe timeout
+    /// are stretched by `1 + score` (memberlist's `AwarenessMaxMultiplier`).
+    public var maxLocalHealth: Int = 8
+    /// Gossiped claims about alive members checked at once (one ping each); more are
+    /// dropped until one ends, so a storm of claims cannot multiply a node's traffic.
+    public var maxConfirmations: Int = 4
     /// Seed addresses used (the rest are ignored).
     public var maxSeeds: Int = 8
     /// Every `rejoinInterval` a node push-pulls with one seed (round robin), so that two
@@ -51,7 +59,8 @@ public struct MembershipConfig: Hashable, Sendable {
         precondition(indirectProbes >= 0 && fanout >= 1, "fanout ≥ 1, indirectProbes ≥ 0")
         precondition(suspicionMultiplier >= 1 && retransmitMultiplier >= 1, "multipliers ≥ 1")
         precondition(maxRumorsPerMessage >= 1 && maxStatesPerMessage >= 1 && maxDigestEntries >= 2, "message bounds")
-        precondition(maxMembers >= 1 && maxQueuedRumors >= 1 && maxPendingRelays >= 0 && maxSeeds >= 1 && maxConfirmations >= 1, "table bounds")
+        precondition(maxMembers >= 1 && maxQueuedRumors >= 1 && maxPendingRelays >= 0 && maxSeeds >= 1 && maxConfirmations >= 0, "table bounds")
+        precondition(suspicionMaxMultiplier >= 1 && maxLocalHealth >= 0, "Lifeguard bounds")
         precondition(tombstoneTTL > .zero && maxClockSkew >= .zero, "durations")
     }
 }
@@ -93,6 +102,16 @@ public enum MembershipMath {
         let scaleMilli = max(1_000, log10Milli(max(1, n) + 1))
         let ns = Int64(c.suspicionMultiplier) * Int64(scaleMilli) * c.protocolPeriod.nanoseconds / 1_000
         return max(.nanoseconds(ns), c.minSuspicionTimeout)
+    }
+
+    /// Lifeguard's suspicion timeout after `c` of `k` wanted confirmations:
+    /// `max − (max − min) × log(c + 1) / log(k + 1)`, at least `min`; `min` when `k` is 0.
+    public static func suspicionTimeout(min: Duration, max: Duration, confirmations c: Int, wanted k: Int) -> Duration {
+        guard k > 0, max > min, c < k else { return min }
+        let frac = Int64(log10Milli(c + 1)), whole = Int64(log10Milli(k + 1))
+        let span = (max - min).nanoseconds
+        let (cut, overflow) = (span / 1_000).multipliedReportingOverflow(by: frac)
+        return overflow ? min : Swift.max(min, max - .nanoseconds(cut / whole * 1_000))
     }
 
     /// Piggyback limit per rumor for `n` live members (self included): `mult × ⌈log10(n+1)⌉`.

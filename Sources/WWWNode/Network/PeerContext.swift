@@ -17,6 +17,8 @@ struct PeerContext: Sendable {
     let client: HTTPClient
     /// Deadline of one one-way peer call.
     let peerTimeout: Duration
+    /// Bounds the one-way messages being handled at once.
+    let inbound = InboundGate(limit: InboundGate.defaultLimit)
 
     /// Opens the key, the genesis and the store, and builds the machine's network setup
     /// from what the store holds (events, incarnation, job sequence).
@@ -93,4 +95,28 @@ struct PeerContext: Sendable {
         let stored = UInt64(try store.state("job_seq") ?? "0") ?? 0
         return max(stored, UInt64(max(0, wallClockNow().nanoseconds / 1_000)))
     }
+}
+
+/// A counter of inbound one-way peer messages in progress, with a hard bound: past it a
+/// message is shed (answered 503 at once) rather than queued behind the others.
+final class InboundGate: @unchecked Sendable {
+    /// Messages handled at once (reading, verifying, applying). A membership message takes
+    /// well under a millisecond of CPU, so 64 in progress is a backlog already.
+    static let defaultLimit = 64
+    let limit: Int
+    private let lock = NSLock()
+    private var inProgress = 0
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Takes a slot; false when all `limit` are taken.
+    func enter() -> Bool {
+        lock.withLock {
+            guard inProgress < limit else { return false }
+            inProgress += 1
+            return true
+        }
+    }
+
+    func leave() { lock.withLock { inProgress -= 1 } }
 }

@@ -75,7 +75,15 @@ struct PeerRoutes: Sendable {
     // MARK: Routes
 
     /// One-way messages (membership, ledger): verified, then handed to the machine; 202.
+    /// Past `InboundGate.limit` messages in progress, a message is shed at once (503, not
+    /// read, not verified): a node that falls behind drops gossip — which the protocol
+    /// repeats — instead of queueing it until it is stale.
     func message(_ request: Request) async throws -> Response {
+        guard peer.inbound.enter() else {
+            http.metrics.peerMessage(kind: "membership_or_ledger", outcome: "shed")
+            throw APIError.unavailable("this node is shedding peer messages", retryAfter: 1)
+        }
+        defer { peer.inbound.leave() }
         let env = try await envelope(request)
         let v = try verify(env, kinds: [.membership, .ledger], allowUnaddressed: env.kind == PeerMessageKind.membership.rawValue)
         let body = try decode(v, PeerMessageBody.self)
