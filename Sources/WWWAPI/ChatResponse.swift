@@ -260,6 +260,13 @@ public struct StreamAccumulator: Sendable {
     public private(set) var usage: Usage?
     public private(set) var chunks = 0
     public private(set) var sawContent = false
+    /// The text passed `maxTextBytes`: what is past it was not kept (a non-streaming
+    /// answer must then fail rather than grow memory without bound or come back cut).
+    public private(set) var overflowed = false
+    private var textBytes = 0
+
+    /// Content plus reasoning kept, in UTF-8 bytes.
+    public static let maxTextBytes = 8 << 20
 
     public init() {}
 
@@ -268,15 +275,24 @@ public struct StreamAccumulator: Sendable {
         if let u = chunk.usage { usage = u }
         for choice in chunk.choices where choice.index == 0 {
             if let c = choice.delta.content, !c.isEmpty {
-                content += c
+                if keep(c) { content += c }
                 sawContent = true
             }
             if let r = choice.delta.reasoningContent, !r.isEmpty {
-                reasoning += r
+                if keep(r) { reasoning += r }
                 sawContent = true
             }
             if let f = choice.finishReason { finishReason = f }
         }
+    }
+
+    private mutating func keep(_ text: String) -> Bool {
+        guard !overflowed, textBytes + text.utf8.count <= Self.maxTextBytes else {
+            overflowed = true
+            return false
+        }
+        textBytes += text.utf8.count
+        return true
     }
 
     /// The final `chat.completion`. When the upstream sent no usage it is `null` (unknown).

@@ -289,6 +289,10 @@ public struct NodeConfig: Codable, Sendable, Equatable {
     /// Checks values the types cannot express.
     public func validate() throws {
         guard (0...65535).contains(node.port) else { throw ConfigError("node.port must be in 0...65535") }
+        let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+        guard levels.contains(node.logLevel) else {
+            throw ConfigError("node.log_level must be one of \(levels.joined(separator: ", ")), got '\(node.logLevel.prefix(32))'")
+        }
         guard node.maxBodyBytes >= 1024 else { throw ConfigError("node.max_body_bytes must be at least 1024") }
         guard node.requestTimeoutS > 0 else { throw ConfigError("node.request_timeout_s must be positive") }
         guard node.idleTimeoutS >= 1 else { throw ConfigError("node.idle_timeout_s must be at least 1") }

@@ -102,13 +102,27 @@ struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard !keys.isEmpty else { return try await next(request, context) }
         guard let auth = request.headers[.authorization] else {
+            await Self.discardBody(request)
             throw APIError.unauthorized("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.")
         }
         let prefix = "Bearer "
         guard auth.hasPrefix(prefix), keys[String(auth.dropFirst(prefix.count)).trimmingCharacters(in: .whitespaces)] != nil else {
+            await Self.discardBody(request)
             throw APIError.unauthorized("Incorrect API key provided.")
         }
         return try await next(request, context)
+    }
+
+    /// Reads and drops up to 16 MiB of a refused request's body, so that clients that write
+    /// their whole body before reading (urllib, requests) get to read the 401.
+    static func discardBody(_ request: Request) async {
+        var seen = 0
+        do {
+            for try await part in request.body {
+                seen += part.readableBytes
+                if seen > 16 << 20 { break }
+            }
+        } catch {}
     }
 }
 
@@ -194,7 +208,7 @@ public struct NodeHTTP: Sendable {
     }
 
     func chat(_ request: Request, channel: (any Channel)? = nil) async throws -> Response {
-        let allowOffload = allowOffload(request)
+        let allowOffload = try allowOffload(request)
         let bytes = try await Self.readBody(request, limit: config.node.maxBodyBytes, channel: channel)
         let chat = try ChatCompletionRequest.parse(Data(buffer: bytes))
         // The connection's watch tells the request when its client goes away (streaming or
@@ -207,11 +221,19 @@ public struct NodeHTTP: Sendable {
         }
     }
 
-    /// Offloading is forbidden by the request header `X-WWWServe-Allow-Offload: false` or by
-    /// the API key's `allow_offload: false` (DESIGN.md §3: prompts travel to executors).
-    func allowOffload(_ request: Request) -> Bool {
-        if let h = request.headers[HTTPField.Name("X-WWWServe-Allow-Offload")!], ["false", "0", "no"].contains(h.lowercased()) {
-            return false
+    /// Offloading is forbidden by the request header `X-WWWServe-Allow-Offload: false` (or
+    /// `0`, `no`) or by the API key's `allow_offload: false` (DESIGN.md §3: prompts travel to
+    /// executors). It is a privacy control, so it never fails open: a value other than
+    /// true/false, 1/0, yes/no is a 400.
+    func allowOffload(_ request: Request) throws -> Bool {
+        if let h = request.headers[HTTPField.Name("X-WWWServe-Allow-Offload")!] {
+            switch h.trimmingCharacters(in: .whitespaces).lowercased() {
+            case "false", "0", "no": return false
+            case "true", "1", "yes": break
+            default:
+                throw APIError.invalidRequest("X-WWWServe-Allow-Offload must be true or false, got '\(h.prefix(32))'",
+                                              param: "X-WWWServe-Allow-Offload", code: "invalid_header")
+            }
         }
         if let auth = request.headers[.authorization], auth.hasPrefix("Bearer ") {
             let key = String(auth.dropFirst(7)).trimmingCharacters(in: .whitespaces)

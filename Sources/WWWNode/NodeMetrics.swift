@@ -57,6 +57,12 @@ public final class NodeMetrics: Sendable {
         Counter(label: "wwwserve_upstream_cancelled_total", dimensions: [("backend", backend)], factory: factory).increment()
     }
 
+    /// The membership's Lifeguard local health score (0 = healthy, up to `maxLocalHealth`:
+    /// this node's probes fail or it had to refute suspicions, so it slows its own period).
+    public func membershipLocalHealth(_ score: Int) {
+        Gauge(label: "wwwserve_membership_local_health", factory: factory).record(score)
+    }
+
     public func backendHealthy(_ healthy: Bool, backend: String) {
         Gauge(label: "wwwserve_backend_healthy", dimensions: [("backend", backend)], factory: factory).record(healthy ? 1 : 0)
     }

@@ -27,7 +27,7 @@ struct DemoCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard let data = Workload.dataDirectory(explicit: dataDir) else {
-            throw ValidationError("cannot find ../shared/data (prompts and traces); pass --data-dir")
+            throw ConfigError("cannot find the shared data (prompts and traces): looked for ../shared/data from the current directory and from the binary. Set WWWSERVE_SHARED_DATA=/path/to/shared/data or pass --data-dir /path/to/shared/data")
         }
         guard requests > 0, rate > 0, maxTokens > 0, sloSeconds > 0 else {
             throw ValidationError("--requests, --rate, --max-tokens and --slo-seconds must be positive")

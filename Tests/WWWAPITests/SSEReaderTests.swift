@@ -96,3 +96,18 @@ struct SSEReaderTests {
         #expect(c.usage == Usage(promptTokens: 3, completionTokens: 2))   // not summed
     }
 }
+
+@Suite("stream accumulator bounds")
+struct StreamAccumulatorBoundTests {
+    /// A flood of content (a hostile engine or executor) stops being kept past the bound.
+    @Test func textIsBounded() {
+        var acc = StreamAccumulator()
+        let mib = String(repeating: "x", count: 1 << 20)
+        for _ in 0..<(StreamAccumulator.maxTextBytes >> 20) {
+            acc.add(ChatCompletionChunk(id: "1", created: 0, model: "m", choices: [ChunkChoice(delta: ChunkDelta(content: mib))]))
+        }
+        #expect(!acc.overflowed && acc.content.utf8.count == StreamAccumulator.maxTextBytes)
+        acc.add(ChatCompletionChunk(id: "1", created: 0, model: "m", choices: [ChunkChoice(delta: ChunkDelta(content: "y"))]))
+        #expect(acc.overflowed && acc.content.utf8.count == StreamAccumulator.maxTextBytes)
+    }
+}

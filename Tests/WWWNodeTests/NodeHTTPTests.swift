@@ -123,6 +123,28 @@ struct NodeHTTPTests {
         }
     }
 
+    /// A privacy control never fails open: a value that is not true/false is a 400.
+    @Test func allowOffloadHeaderIsStrict() async throws {
+        try await makeApp(ScriptedBackend(steps: ScriptedBackend.happy)).test(.router) { client in
+            for (value, status) in [("off", HTTPResponse.Status.badRequest), ("false", .ok), ("Yes", .ok)] {
+                try await client.execute(uri: "/v1/chat/completions", method: .post,
+                                         headers: [HTTPField.Name("X-WWWServe-Allow-Offload")!: value],
+                                         body: ByteBuffer(string: chatBody)) { r in
+                    #expect(r.status == status, "\(value)")
+                    if status == .badRequest { #expect(String(buffer: r.body).contains("invalid_header")) }
+                }
+            }
+        }
+    }
+
+    @Test func unknownLogLevelIsAConfigError() throws {
+        var c = NodeConfig.embeddedDefault
+        c.node.logLevel = "verbose"
+        #expect(throws: ConfigError.self) { try c.validate() }
+        c.node.logLevel = "debug"
+        try c.validate()
+    }
+
     @Test func streamingWithUsage() async throws {
         try await makeApp(ScriptedBackend(steps: ScriptedBackend.happy)).test(.router) { client in
             try await client.execute(uri: "/v1/chat/completions", method: .post, body: ByteBuffer(string: streamBody)) { r in

@@ -168,6 +168,7 @@ def run(binary: Path, n: int, converge_bound_s: float, watch_s: float, gossip_ms
         sample_s: float = 2.0, root: Path | None = None, log=sys.stderr) -> dict:
     own_root = root is None
     root = root or Path(tempfile.mkdtemp(prefix="wwwserve-mass-"))
+    root.mkdir(parents=True, exist_ok=True)
     net = Net(binary, root, n, gossip_ms)
     report = {"nodes": n, "gossip_period_ms": gossip_ms, "converged_s": None,
               "false_death_samples": 0, "max_false_deaths": 0, "exited": [], "root": str(root)}

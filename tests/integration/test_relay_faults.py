@@ -19,7 +19,7 @@ import requests
 from integration_support import MAX_BODY, NodeProcess, NodeStartError, assert_openai_error, sse_data
 
 SCENARIOS = ["error-before-content", "error-after-content", "empty-finish-cut", "no-usage", "bad-request",
-             "rate-limited", "surrogate", "reasoning", "hold", "slow-tokens"]
+             "rate-limited", "surrogate", "reasoning", "hold", "slow-tokens", "hold-nohead"]
 
 
 def _chunk(delta, finish=None):
@@ -87,6 +87,17 @@ class ScriptedUpstream:
                 if s == "surrogate":
                     return self._sse(['data: {"choices":[{"index":0,"delta":{"content":"a\\ud83d b"}}]}\n\n',
                                       data(_chunk({}, "stop")), "data: [DONE]\n\n"])
+                if s == "hold-nohead":
+                    # Not even a response head for 10 s (llama.cpp before a non-streaming
+                    # answer, an engine's queue): record when the node closes the connection.
+                    sock = self.connection
+                    deadline = time.monotonic() + 10
+                    while time.monotonic() < deadline:
+                        r, _, _ = select.select([sock], [], [], 0.05)
+                        if r and not sock.recv(1, socket.MSG_PEEK):
+                            upstream.closed_at.append(time.monotonic())
+                            return
+                    return
                 if s in ("hold", "slow-tokens"):
                     # "hold": headers at once, then nothing for 10 s (an engine queueing or
                     # reading a long prompt); "slow-tokens": one token, then one every 3 s.
@@ -290,11 +301,13 @@ def _raw_request(node, model, stream):
 
 
 @pytest.mark.parametrize("stream", [True, False])
-def test_a_client_that_leaves_before_the_first_byte_cancels_the_engine_request(faulty, upstream, stream):
-    """The engine holds the answer (queue, long prefill): nothing has been written to the
-    client yet. Its leaving must close the node's request to the engine within a second."""
+@pytest.mark.parametrize("scenario", ["hold", "hold-nohead"])
+def test_a_client_that_leaves_before_the_first_byte_cancels_the_engine_request(faulty, upstream, stream, scenario):
+    """The engine holds the answer (queue, long prefill), with its response head sent or
+    not even that: nothing has been written to the client yet. Its leaving must close the
+    node's request to the engine within a second."""
     n0 = len(upstream.closed_at)
-    sock = _raw_request(faulty, "hold", stream)
+    sock = _raw_request(faulty, scenario, stream)
     time.sleep(0.5)
     left = time.monotonic()
     sock.close()

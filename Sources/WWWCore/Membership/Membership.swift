@@ -451,9 +451,11 @@ extension Membership {
     /// Push-pull with `fanout` random live members, plus one random `dead` member
     /// (memberlist's gossip-to-the-dead) so that healed partitions merge again.
     /// Live members get a summary digest, the dead one a full digest.
+    /// A node in poor local health push-pulls with fewer peers (`fanout / (1 + score)`, at
+    /// least one): it sheds its own load, and anti-entropy still goes on.
     mutating func pushPullRound(into out: inout [MembershipDirective]) {
         guard phase == .active else { return }
-        for p in randomPeers(config.fanout, excluding: []) {
+        for p in randomPeers(max(1, config.fanout / (1 + localHealth)), excluding: []) {
             out.append(.send(destination(p), message(.pushPull(nextDigest(summary: true)), to: p)))
         }
         if let dead = randomDead() { out.append(.send(destination(dead), message(.pushPull(nextDigest())))) }

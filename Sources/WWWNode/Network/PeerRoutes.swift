@@ -41,7 +41,8 @@ struct PeerRoutes: Sendable {
     /// Checks signature, recipient, freshness and replay; counts the outcome.
     func verify(_ env: Envelope, kinds: Set<PeerMessageKind>, allowUnaddressed: Bool) throws -> VerifiedEnvelope {
         guard let kind = PeerMessageKind(rawValue: env.kind), kinds.contains(kind) else {
-            http.metrics.peerMessage(kind: env.kind.prefix(32).description, outcome: "rejected_wrong_kind")
+            // Unsigned input never becomes a metric label (one series per junk kind would grow without bound).
+            http.metrics.peerMessage(kind: PeerMessageKind(rawValue: env.kind)?.rawValue ?? "unknown", outcome: "rejected_wrong_kind")
             throw APIError.invalidRequest("envelope kind '\(env.kind.prefix(32))' does not belong on this route", code: "wrong_kind")
         }
         switch peer.verifier.verify(env, me: peer.key.nodeID, now: wallClockNow(), allowUnaddressed: allowUnaddressed) {

@@ -40,6 +40,8 @@ public final class NodeRuntime: Service, @unchecked Sendable {
     var nextRequest: UInt64 = 1
     var outstandingSends = 0
     static let maxOutstandingSends = 256
+    /// The Lifeguard score last written to the metrics (under the lock).
+    var reportedLocalHealth = -1
     /// Client connections' watches (see `ConnectionWatches`).
     public let connections = ConnectionWatches()
     /// Consecutive failed health probes per backend.
@@ -137,6 +139,10 @@ public final class NodeRuntime: Service, @unchecked Sendable {
         defer { lock.unlock() }
         let now = wallClockNow()
         execute(machine.handle(input, now: now), now: now)
+        if let health = machine.membership?.localHealth, health != reportedLocalHealth {
+            reportedLocalHealth = health
+            metrics.membershipLocalHealth(health)
+        }
     }
 
     /// Runs directives in order (under the lock). A failed write skips the peer messages

@@ -269,7 +269,12 @@ struct Relay: Sendable {
         head.chunks.forEach { acc.add($0) }
         var failure: BackendError?
         do {
-            while try await nextChunk(&acc) != nil {}
+            while try await nextChunk(&acc) != nil {
+                if acc.overflowed {
+                    let limit = StreamAccumulator.maxTextBytes >> 20
+                    throw SourceError(error: .failed("the answer is longer than \(limit) MiB; ask for it with stream: true"))
+                }
+            }
         } catch let e as SourceError where !cancelled.isRaised {
             failure = e.error
         } catch is SourceError {
