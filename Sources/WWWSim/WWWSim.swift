@@ -62,14 +62,30 @@ public struct SimNetworkConfig: Hashable, Sendable {
     public var maxDelay: Duration = .milliseconds(50)
     /// Probability that a message is lost, in [0, 1].
     public var lossProbability: Double = 0
+    /// CPU time a node spends on each message it receives and each one it sends (decode,
+    /// verify, encode, sign). Zero: messages are handled the instant they arrive. Above
+    /// zero, each node is one processor: messages queue behind its work, so a node that
+    /// receives more than it can handle falls behind, as a real process does.
+    public var receiveCost: Duration = .zero
+    public var sendCost: Duration = .zero
+    /// Messages a node holds waiting or in progress; past it, an arriving message is shed
+    /// (the shell's `InboundGate`). Only with a processing cost.
+    public var inboundLimit: Int = 64
 
-    public init(minDelay: Duration = .milliseconds(5), maxDelay: Duration = .milliseconds(50), lossProbability: Double = 0) {
+    public init(minDelay: Duration = .milliseconds(5), maxDelay: Duration = .milliseconds(50), lossProbability: Double = 0,
+                receiveCost: Duration = .zero, sendCost: Duration = .zero, inboundLimit: Int = 64) {
         precondition(minDelay >= .zero && maxDelay >= minDelay, "0 ≤ minDelay ≤ maxDelay")
         precondition(lossProbability >= 0 && lossProbability <= 1, "loss probability in [0, 1]")
+        precondition(receiveCost >= .zero && sendCost >= .zero && inboundLimit >= 1, "costs ≥ 0, inbound limit ≥ 1")
         self.minDelay = minDelay
         self.maxDelay = maxDelay
         self.lossProbability = lossProbability
+        self.receiveCost = receiveCost
+        self.sendCost = sendCost
+        self.inboundLimit = inboundLimit
     }
+
+    var hasProcessingCost: Bool { receiveCost > .zero || sendCost > .zero }
 }
 
 /// Hard bounds on one run: it stops (and `limitHit` turns true) past either.
@@ -100,6 +116,8 @@ public struct SimStats: Hashable, Sendable {
     public var blockedByPartition = 0
     public var toDownNode = 0
     public var unroutable = 0
+    /// Messages dropped because the receiver's inbound queue was full.
+    public var shed = 0
     public init() {}
 }
 
@@ -114,12 +132,18 @@ public struct Simulation<P: SimulatedProcess> {
         var wakeAt: Instant? = nil
         /// Partition group; messages flow only within a group.
         var group = 0
+        /// With a processing cost: when the node's processor is free again, and how many
+        /// received messages wait for it or are being handled.
+        var busyUntil: Instant = .zero
+        var inbound = 0
     }
 
     enum Event {
         case start(node: Int, epoch: Int)
         case wake(node: Int, epoch: Int, at: Instant)
         case deliver(to: String, fromAddress: String, from: Int, message: P.Message, bytes: Int)
+        /// A received message whose processing ends now (only with a processing cost).
+        case process(node: Int, epoch: Int, fromAddress: String, message: P.Message)
     }
 
     public private(set) var nodes: [Node] = []
@@ -170,6 +194,8 @@ public struct Simulation<P: SimulatedProcess> {
         nodes[i].up = false
         nodes[i].epoch += 1
         nodes[i].wakeAt = nil
+        nodes[i].inbound = 0          // what it was processing dies with it
+        nodes[i].busyUntil = now
         guard wasUp else { return }
         let address = nodes[i].process.address
         for j in nodes.indices where j != i && nodes[j].up && nodes[j].group == nodes[i].group {
@@ -280,14 +306,35 @@ public struct Simulation<P: SimulatedProcess> {
                 if nodes[from].process.isReliable(message) { bounce(message, to: to, from: from) }
                 return
             }
-            stats.delivered += 1
-            if tracing { trace(i, 3, nodes[i].process.traceDigest(of: message)) }
+            if network.hasProcessingCost {
+                guard nodes[i].inbound < network.inboundLimit else {
+                    stats.shed += 1
+                    return
+                }
+                nodes[i].inbound += 1
+                nodes[i].busyUntil = max(nodes[i].busyUntil, now) + network.receiveCost
+                queue.push(.process(node: i, epoch: nodes[i].epoch, fromAddress: fromAddress, message: message), at: nodes[i].busyUntil)
+                nodes[i].traffic.messagesReceived += 1
+                nodes[i].traffic.bytesReceived += bytes
+                return
+            }
             nodes[i].traffic.messagesReceived += 1
             nodes[i].traffic.bytesReceived += bytes
-            let sends = nodes[i].process.receive(message, fromAddress: fromAddress, now: now)
-            route(sends, from: i)
-            rearm(i)
+            receive(message, at: i, fromAddress: fromAddress)
+        case .process(let i, let epoch, let fromAddress, let message):
+            guard nodes[i].epoch == epoch else { return }
+            nodes[i].inbound -= 1
+            guard nodes[i].up else { return }
+            receive(message, at: i, fromAddress: fromAddress)
         }
+    }
+
+    mutating func receive(_ message: P.Message, at i: Int, fromAddress: String) {
+        stats.delivered += 1
+        if tracing { trace(i, 3, nodes[i].process.traceDigest(of: message)) }
+        let sends = nodes[i].process.receive(message, fromAddress: fromAddress, now: now)
+        route(sends, from: i)
+        rearm(i)
     }
 
     /// A refused connection: the sender learns at once (if it is still up).
@@ -321,7 +368,13 @@ public struct Simulation<P: SimulatedProcess> {
             }
             let spread = UInt64(max(0, (network.maxDelay - network.minDelay).nanoseconds))
             let delay = network.minDelay.nanoseconds + Int64(spread == 0 ? 0 : prng.next() % (spread + 1))
-            queue.push(.deliver(to: s.to, fromAddress: fromAddress, from: i, message: s.message, bytes: bytes), at: now + .nanoseconds(delay))
+            // A busy sender's message leaves once its processor got to it.
+            var leaves = now
+            if network.sendCost > .zero {
+                nodes[i].busyUntil = max(nodes[i].busyUntil, now) + network.sendCost
+                leaves = nodes[i].busyUntil
+            }
+            queue.push(.deliver(to: s.to, fromAddress: fromAddress, from: i, message: s.message, bytes: bytes), at: leaves + .nanoseconds(delay))
         }
     }
 

@@ -6,7 +6,7 @@ import WWWSim
 struct SimCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sim", abstract: "Run the protocol core in the deterministic simulator.",
-        subcommands: [ConvergenceCommand.self])
+        subcommands: [ConvergenceCommand.self, MassStartCommand.self])
 }
 
 /// `wwwserve sim convergence`: periods until a join, a leave and a crash are known by all
@@ -44,6 +44,57 @@ struct ConvergenceCommand: ParsableCommand {
                     String(format: "%.0f", r.bytesPerNodePerPeriod),
                 ]
                 print(row.joined(separator: " "))
+            }
+        }
+    }
+}
+
+/// `wwwserve sim mass-start`: N nodes started at once through two seeds, each a processor
+/// with a per-message CPU cost and a bounded inbound queue; periods until all see all
+/// alive, then false suspicions while watching (issue: no metastable collapse).
+struct MassStartCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mass-start",
+        abstract: "Start N nodes at once with a per-message CPU cost; measure convergence and false suspicions.",
+        discussion: """
+        Defaults model a node on its own core (0.4 ms to receive, 0.3 ms to send a message, \
+        as measured on real processes). To model many nodes sharing few cores, raise the \
+        costs (100 processes on 2 cores: about 50x). --no-lifeguard turns local health and \
+        suspicion scaling off, for comparison.
+        """)
+
+    @Option(help: "Comma-separated network sizes.") var nodes = "100,1000"
+    @Option(help: "Seeds per size (runs are deterministic per seed).") var seeds = 1
+    @Option(help: "First seed.") var firstSeed: UInt64 = 1
+    @Option(help: "CPU time per received message, in microseconds.") var receiveCostUs = 400
+    @Option(help: "CPU time per sent message, in microseconds.") var sendCostUs = 300
+    @Option(help: "Messages a node holds waiting; more are shed.") var inboundLimit = 64
+    @Option(help: "Periods to watch for false suspicions after convergence.") var watch = 60
+    @Option(help: "Give up on convergence after this many periods.") var maxPeriods = 300
+    @Option(help: "Message loss probability.") var loss = 0.0
+    @Flag(help: "Disable Lifeguard (local health and suspicion scaling).") var noLifeguard = false
+    @Flag(help: "Print one line per watched period (suspects, local health, CPU backlog, inbound queue).") var trace = false
+
+    func run() throws {
+        let sizes = nodes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 3 && $0 <= 20_000 }) else {
+            throw ValidationError("--nodes must list sizes between 3 and 20000")
+        }
+        guard seeds >= 1, seeds <= 100, (0..<1).contains(loss), receiveCostUs >= 0, sendCostUs >= 0,
+              inboundLimit >= 1, watch >= 0, maxPeriods >= 1 else {
+            throw ValidationError("--seeds in 1...100, --loss in [0, 1), costs ≥ 0, --inbound-limit ≥ 1")
+        }
+        let network = SimNetworkConfig(lossProbability: loss, receiveCost: .microseconds(receiveCostUs),
+                                       sendCost: .microseconds(sendCostUs), inboundLimit: inboundLimit)
+        var config = MembershipConfig()
+        if noLifeguard {
+            config.maxLocalHealth = 0
+            config.suspicionMaxMultiplier = 1
+        }
+        for n in sizes {
+            for s in 0..<seeds {
+                print(MassStartExperiment.run(n: n, seed: firstSeed + UInt64(s), config: config, network: network,
+                                              maxPeriods: maxPeriods, watchPeriods: watch, trace: trace ? { print($0) } : nil))
             }
         }
     }

@@ -137,7 +137,8 @@ struct HarnessTests {
         var sim = cluster(n: 8, seed: seed, loss: 0.05)
         #expect(sim.run(step: .seconds(1), timeout: .seconds(30)) { $0.membershipConverged() } != nil)
         sim.partition([[0, 1, 2, 3], [4, 5, 6, 7]])
-        sim.run(for: .seconds(25))
+        // Lifeguard: a suspicion lasts up to 3× the base timeout until others confirm it.
+        sim.run(for: .seconds(35))
         // Each side has declared the other dead.
         #expect(statuses(sim, of: 5).prefix(4).allSatisfy { $0 == .dead })
         sim.heal()

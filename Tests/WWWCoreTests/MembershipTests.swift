@@ -333,7 +333,7 @@ struct MembershipTests {
         #expect(b.record(of: id(1))?.status == .alive)
         // ...then through a helper, and unanswered it makes 1 suspect here, never dead at once.
         #expect(sends(b.tick(now: t0 + b.currentProbeTimeout)).map(\.1.body) == [.pingReq(seq: 1, target: id(1), targetAddress: addr(1))])
-        let suspectAt = t0 + b.currentPeriod
+        let suspectAt = t0 + b.currentPeriod * 2
         #expect(notifications(b.tick(now: suspectAt)) == [.memberChanged(view(rec(1), .suspect))])
         // Three members: no confirmations wanted, so the base suspicion timeout applies.
         let deadline = suspectAt + b.suspicionTimeout
@@ -382,21 +382,53 @@ struct MembershipTests {
 
     @Test("at most maxConfirmations claims are checked at once")
     func boundedChecks() {
-        var b = activeNode(2, peers: [1, 3, 4, 5, 6, 7, 8])
+        var config = MembershipConfig()
+        config.claimCheckers = 100   // this node would check every claim
+        var b = activeNode(2, peers: [1, 3, 4, 5, 6, 7, 8], config: config)
         let subjects: [UInt8] = [1, 4, 5, 6, 7]
         let claim = MembershipMessage(.states([]), rumors: subjects.map { .verdict(MemberVerdict(node: id($0), incarnation: 0, status: .suspect, origin: id(3))) })
         let out = b.receive(claim, from: id(3), fromAddress: addr(3), now: t0)
         #expect(sends(out).count == b.config.maxConfirmations)
-        #expect(b.claims.count == b.config.maxConfirmations)
+        #expect(b.claims.count == subjects.count)   // the fifth waits for a refutation
+        #expect(b.claims.values.filter { $0.seq != 0 }.count == b.config.maxConfirmations)
+    }
+
+    @Test("a claim this node does not check waits for a refutation, then is checked here")
+    func uncheckedClaims() {
+        var config = MembershipConfig()
+        config.claimCheckers = 1   // each member checks with probability 1/N
+        let peers: [UInt8] = Array(1...20).filter { $0 != 2 }
+        var b = activeNode(2, peers: peers, config: config)
+        let others = peers.filter { $0 != 3 }
+        let claim = MembershipMessage(.states([]), rumors: others.prefix(8).map { .verdict(MemberVerdict(node: id($0), incarnation: 0, status: .suspect, origin: id(3))) })
+        _ = b.receive(claim, from: id(3), fromAddress: addr(3), now: t0)
+        let waiting = others.prefix(8).filter { b.claims[id($0)]?.seq == 0 }
+        #expect(waiting.count >= 2, "with p = 1/20 most claims wait")
+        guard waiting.count >= 2 else { return }
+        let (refuter, silent) = (waiting[0], waiting[1])
+        // The subject refutes (a checker's ping told it): the claim is void.
+        _ = b.receive(MembershipMessage(.states([.record(rec(refuter, inc: 1))])), from: id(3), fromAddress: addr(3), now: t0 + .milliseconds(500))
+        #expect(b.claims[id(refuter)] == nil)
+        // No refutation within two periods: this node checks itself, with the claim on the ping.
+        let escalated = b.tick(now: t0 + b.currentPeriod * 2)
+        let pings = sends(escalated).filter { if case .node(let n, _) = $0.0 { n == id(silent) } else { false } }
+        #expect(pings.contains { if case .ping = $0.1.body { $0.1.rumors.first == claim.rumors[others.firstIndex(of: silent)!] } else { false } })
+        #expect(b.record(of: id(silent))?.status == .alive)
+        // Unanswered for a period: suspect.
+        let later = advance(&b, to: t0 + b.currentPeriod * 3)
+        #expect(notifications(later).contains(.memberChanged(view(rec(silent), .suspect))))
+        #expect(b.record(of: id(refuter))?.status == .alive)
     }
 
     @Test("distinct members confirming a suspicion shorten it from max to min (Lifeguard)")
     func suspicionConfirmations() {
-        var b = activeNode(2, peers: [1, 3, 4, 5, 6])
+        var config = MembershipConfig()
+        config.claimCheckers = 100   // this node always checks
+        var b = activeNode(2, peers: [1, 3, 4, 5, 6], config: config)
         let claim = MembershipMessage(.states([]), rumors: [.verdict(MemberVerdict(node: id(1), incarnation: 0, status: .suspect, origin: id(3)))])
         _ = b.receive(claim, from: id(3), fromAddress: addr(3), now: t0)
         _ = b.tick(now: t0 + b.currentProbeTimeout)
-        let start = t0 + b.currentPeriod
+        let start = t0 + b.currentPeriod * 2
         let adopted = b.tick(now: start)
         #expect(notifications(adopted) == [.memberChanged(view(rec(1), .suspect))])
         let minT = b.suspicionTimeout, maxT = minT * 3

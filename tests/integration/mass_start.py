@@ -212,7 +212,7 @@ def run(binary: Path, n: int, converge_bound_s: float, watch_s: float, gossip_ms
         report["exited"] = net.exited()
         report["membership_dropped_sends"] = net.metric_sum('wwwserve_peer_messages_total{kind="membership",outcome="dropped"')
         report["membership_stale_rejected"] = net.metric_sum('wwwserve_peer_messages_total{kind="membership",outcome="rejected_stale"')
-        report["membership_shed"] = net.metric_sum('wwwserve_peer_messages_total{kind="membership",outcome="shed"')
+        report["membership_shed"] = net.metric_sum('wwwserve_peer_messages_total{kind="membership_or_ledger",outcome="shed"')
         return report
     finally:
         net.stop()

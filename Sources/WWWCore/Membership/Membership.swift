@@ -225,6 +225,10 @@ public struct Membership: Sendable {
     /// Live members (alive or suspect), this node included: the N of the log(N) scalings.
     public var liveMemberCount: Int { liveCount + (phase == .left ? 0 : 1) }
 
+    /// Members this node holds `alive`, itself included (O(1): the simulator checks it at
+    /// every step for thousands of nodes).
+    public var aliveMemberCount: Int { liveMemberCount - suspicions.count }
+
     /// Rumors waiting to be piggybacked (this node's own record included).
     public var queuedRumorCount: Int { rumors.count + (selfRumorBudget > 0 ? 1 : 0) }
 
@@ -692,8 +696,10 @@ extension Membership {
         checkClaim(v, from: from, now: now, regossip: regossip, into: &out)
     }
 
-    /// Pings the subject of a claim (the ping carries the claim); `claimsDue` makes it
-    /// suspect if no ack came within the probe timeout. While checks are at their bound,
+    /// Holds a claim for two periods, and — at about `claimCheckers` members in all — pings
+    /// its subject (the ping carries the claim, so the subject refutes it). `claimsDue`:
+    /// a claim nobody's check refuted by then is checked by this node itself (one more
+    /// period); a check without an ack makes the subject suspect. Past `maxPendingClaims`,
     /// further claims are dropped (gossip repeats them).
     mutating func checkClaim(_ v: MemberVerdict, from: NodeID, now: Instant, regossip: Bool, into out: inout [MembershipDirective]) {
         if var c = claims[v.node] {
@@ -702,13 +708,29 @@ extension Membership {
             claims[v.node] = c
             return
         }
-        guard claims.count < config.maxConfirmations else { return }
+        guard claims.count < config.maxPendingClaims else { return }
+        // About `claimCheckers` members in all check a claim themselves (chosen at random,
+        // each with probability checkers / N): every member pinging the subject at once
+        // would overload exactly the node that is slow already. The others wait twice a
+        // period for the subject's refutation — which the checkers' pings ask for.
+        let checking = claims.values.filter { $0.seq != 0 }.count
+        let n = UInt64(max(1, liveMemberCount))
+        guard checking < config.maxConfirmations, prng.next() % n < UInt64(config.claimCheckers) else {
+            claims[v.node] = Claim(verdict: v, seq: 0, indirectAt: now, helpers: [], deadline: now + currentPeriod * 2,
+                                   claimers: [from], regossip: regossip)
+            return
+        }
         let c = Claim(verdict: v, seq: takeSeq(), indirectAt: now + currentProbeTimeout, helpers: nil,
-                      deadline: now + currentPeriod, claimers: [from], regossip: regossip)
+                      deadline: now + currentPeriod * 2, claimers: [from], regossip: regossip)
         claims[v.node] = c
-        var ping = message(.ping(seq: c.seq, target: v.node), to: v.node)
+        out.append(checkPing(v, seq: c.seq))
+    }
+
+    /// A ping to the subject of claim `v` that carries the claim first.
+    mutating func checkPing(_ v: MemberVerdict, seq: UInt64) -> MembershipDirective {
+        var ping = message(.ping(seq: seq, target: v.node), to: v.node)
         ping.rumors = Array(([MembershipRumor.verdict(v)] + ping.rumors).prefix(config.maxRumorsPerMessage))
-        out.append(.send(destination(v.node), ping))
+        return .send(destination(v.node), ping)
     }
 
     /// Due check steps, in NodeID order: ping-req after the probe timeout; unanswered at
@@ -729,6 +751,16 @@ extension Membership {
             }
             claims[id] = nil
             guard let e = entries[id], e.incarnation == c.verdict.incarnation, e.status == .alive else { continue }
+            if c.seq == 0, claims.values.filter({ $0.seq != 0 }).count < config.maxConfirmations {
+                // Nobody's check brought a refutation: this node checks now, for one period.
+                c.seq = takeSeq()
+                c.indirectAt = now + currentProbeTimeout
+                c.helpers = nil
+                c.deadline = now + currentPeriod
+                claims[id] = c
+                out.append(checkPing(c.verdict, seq: c.seq))
+                continue
+            }
             let v = MemberVerdict(node: id, incarnation: c.verdict.incarnation, status: .suspect, origin: c.verdict.origin)
             adoptVerdict(v, now: now, regossip: c.regossip, into: &out)
             for claimer in c.claimers { confirmSuspicion(of: id, by: claimer, now: now) }

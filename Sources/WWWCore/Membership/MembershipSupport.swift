@@ -39,9 +39,13 @@ public struct MembershipConfig: Hashable, Sendable {
     /// Lifeguard's local health: the highest score; the protocol period and probe timeout
     /// are stretched by `1 + score` (memberlist's `AwarenessMaxMultiplier`).
     public var maxLocalHealth: Int = 8
-    /// Gossiped claims about alive members checked at once (one ping each); more are
-    /// dropped until one ends, so a storm of claims cannot multiply a node's traffic.
+    /// Gossiped claims about alive members checked by this node's own ping at once.
     public var maxConfirmations: Int = 4
+    /// Members in all expected to check one claim (each member checks with probability
+    /// `claimCheckers / N`), so a claim costs the subject a few pings, not N.
+    public var claimCheckers: Int = 3
+    /// Claims held at once (checked or waiting for a refutation); more are dropped.
+    public var maxPendingClaims: Int = 64
     /// Seed addresses used (the rest are ignored).
     public var maxSeeds: Int = 8
     /// Every `rejoinInterval` a node push-pulls with one seed (round robin), so that two
@@ -59,7 +63,7 @@ public struct MembershipConfig: Hashable, Sendable {
         precondition(indirectProbes >= 0 && fanout >= 1, "fanout ≥ 1, indirectProbes ≥ 0")
         precondition(suspicionMultiplier >= 1 && retransmitMultiplier >= 1, "multipliers ≥ 1")
         precondition(maxRumorsPerMessage >= 1 && maxStatesPerMessage >= 1 && maxDigestEntries >= 2, "message bounds")
-        precondition(maxMembers >= 1 && maxQueuedRumors >= 1 && maxPendingRelays >= 0 && maxSeeds >= 1 && maxConfirmations >= 0, "table bounds")
+        precondition(maxMembers >= 1 && maxQueuedRumors >= 1 && maxPendingRelays >= 0 && maxSeeds >= 1 && maxConfirmations >= 0 && claimCheckers >= 1 && maxPendingClaims >= 1, "table bounds")
         precondition(suspicionMaxMultiplier >= 1 && maxLocalHealth >= 0, "Lifeguard bounds")
         precondition(tombstoneTTL > .zero && maxClockSkew >= .zero, "durations")
     }
