@@ -233,6 +233,13 @@ public protocol Backend: Sendable {
     /// - Throws: `BackendError`.
     func chat(_ request: ChatCompletionRequest, model: BackendModel) async throws -> ChunkStream
 
+    /// `chat`, and as soon as the engine request is under way — before its response head,
+    /// while the engine may still queue it or read the prompt — `cancellable` gets a
+    /// function that stops it (called again for each retry). Defaults to plain `chat`
+    /// (a backend that cannot be stopped before its head is cancelled by its task).
+    func chat(_ request: ChatCompletionRequest, model: BackendModel,
+              cancellable: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void) async throws -> ChunkStream
+
     /// Health, URL, pid and load for `/ready` and scheduling.
     func status() async -> BackendStatus
 
@@ -243,4 +250,9 @@ public protocol Backend: Sendable {
 
 extension Backend {
     public func isHealthy() async -> Bool { await status().healthy }
+
+    public func chat(_ request: ChatCompletionRequest, model: BackendModel,
+                     cancellable: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void) async throws -> ChunkStream {
+        try await chat(request, model: model)
+    }
 }

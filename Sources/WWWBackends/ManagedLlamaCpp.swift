@@ -79,6 +79,14 @@ public final class ManagedLlamaCppBackend: Backend, Service, @unchecked Sendable
         return try await inner.chat(request, model: model)
     }
 
+    public func chat(_ request: ChatCompletionRequest, model: BackendModel,
+                     cancellable: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void) async throws -> ChunkStream {
+        guard case .running = current else {
+            throw BackendError.unavailable("the local llama.cpp engine is (re)starting", retryAfter: 2)
+        }
+        return try await inner.chat(request, model: model, cancellable: cancellable)
+    }
+
     public func status() async -> BackendStatus {
         var s = await inner.status()
         let (st, restarts, lastError) = lock.withLock { (state, self.restarts, self.lastError) }

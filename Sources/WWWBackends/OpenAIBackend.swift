@@ -83,18 +83,24 @@ public final class OpenAIBackend: Backend, @unchecked Sendable {
     // MARK: chat
 
     public func chat(_ request: ChatCompletionRequest, model: BackendModel) async throws -> ChunkStream {
+        try await chat(request, model: model, cancellable: { _ in })
+    }
+
+    public func chat(_ request: ChatCompletionRequest, model: BackendModel,
+                     cancellable: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void) async throws -> ChunkStream {
         guard let base = baseURL else { throw BackendError.unavailable("\(name) has no engine address yet", retryAfter: 2) }
         let body = try UpstreamChatBody(request, upstreamModel: model.upstreamName).data()
-        let response = try await executeWithRetries(url: base + "/v1/chat/completions", body: body)
+        let response = try await executeWithRetries(url: base + "/v1/chat/completions", body: body, cancellable: cancellable)
         return makeStream(response)
     }
 
-    private func executeWithRetries(url: String, body: Data) async throws -> StreamingRequest {
+    private func executeWithRetries(url: String, body: Data,
+                                    cancellable: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void) async throws -> StreamingRequest {
         var attempt = 0
         while true {
             attempt += 1
             do {
-                return try await executeOnce(url: url, body: body)
+                return try await executeOnce(url: url, body: body, cancellable: cancellable)
             } catch let error as BackendError where attempt < timeouts.maxAttempts && Self.retryBeforeFirstByte(error) {
                 logger.debug("retrying upstream before first byte", metadata: ["backend": "\(name)", "error": "\(error)"])
                 try await Task.sleep(for: .milliseconds(100 * attempt))
@@ -108,7 +114,8 @@ public final class OpenAIBackend: Backend, @unchecked Sendable {
         return false
     }
 
-    private func executeOnce(url: String, body: Data) async throws -> StreamingRequest {
+    private func executeOnce(url: String, body: Data,
+                             cancellable: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void) async throws -> StreamingRequest {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Accept", value: "text/event-stream")
@@ -117,7 +124,8 @@ public final class OpenAIBackend: Backend, @unchecked Sendable {
         do {
             let request = try HTTPClient.Request(url: url, method: .POST, headers: headers, body: .bytes(body))
             (head, stream) = try await StreamingRequest.start(request, client: client,
-                                                                deadline: .now() + .nanoseconds(timeouts.total.nanoseconds))
+                                                                deadline: .now() + .nanoseconds(timeouts.total.nanoseconds),
+                                                                started: { s in cancellable { s.cancel() } })
         } catch {
             throw Self.map(error)
         }

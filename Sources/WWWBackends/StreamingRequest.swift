@@ -33,7 +33,10 @@ public final class StreamingRequest: HTTPClientResponseDelegate, @unchecked Send
 
     /// Starts `request` on `client`; returns once the response head arrived (or throws).
     /// The returned value reads the body (`next()`) and cancels (`cancel()`).
-    public static func start(_ request: HTTPClient.Request, client: HTTPClient, deadline: NIODeadline) async throws
+    /// `started` gets the request as soon as it is under way (before the head), so that
+    /// whoever holds it can `cancel()` while the server still queues or thinks.
+    public static func start(_ request: HTTPClient.Request, client: HTTPClient, deadline: NIODeadline,
+                             started: ((StreamingRequest) -> Void)? = nil) async throws
         -> (HTTPResponseHead, StreamingRequest) {
         let s = StreamingRequest()
         let task = client.execute(request: request, delegate: s, deadline: deadline)
@@ -41,6 +44,7 @@ public final class StreamingRequest: HTTPClientResponseDelegate, @unchecked Send
             s.task = task
             if s.cancelled { task.cancel() }
         }
+        started?(s)
         let head = try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<HTTPResponseHead, any Error>) in
                 s.lock.lock()

@@ -124,14 +124,14 @@ extension NodeRuntime {
     }
 
     /// Runs a local engine request for a session, in the session's task, to first content.
-    /// Until the engine's response head arrives (it may queue the request or read a long
-    /// prompt first), the request runs in a task of its own, so `cancelStream` can stop it
-    /// then too; afterwards the stream's own cancel handle takes over.
+    /// The engine request's stop handle is attached as soon as it is under way, so that
+    /// `cancelStream` stops it also before the response head (the engine may queue the
+    /// request or read a long prompt first); afterwards the stream's own handle takes over.
     func runInSession(_ s: StreamID, backend: any Backend, model: BackendModel, request: ChatCompletionRequest) async {
         do {
-            let opening = Task { try await backend.chat(request, model: model) }
-            attachRelay(s, cancel: { opening.cancel() })
-            let stream = try await opening.value
+            let stream = try await backend.chat(request, model: model, cancellable: { [weak self] stop in
+                self?.attachRelay(s, cancel: stop)
+            })
             if let cancel = stream.cancel { attachRelay(s, cancel: cancel) }
             await readHead(s, stream.makeAsyncIterator())
         } catch {
