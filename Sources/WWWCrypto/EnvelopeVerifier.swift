@@ -14,6 +14,10 @@ public enum EnvelopeRejection: String, Error, Hashable, Sendable, CaseIterable {
     /// The replay cache is full of nonces still inside the window; refusing is the only
     /// way to keep the no-replay guarantee (the sender retries with a fresh nonce).
     case replayCacheFull
+    /// This sender already holds its share of the replay cache (`perSenderCapacity`): one
+    /// key — a stranger's fresh one included — cannot fill the cache and cut the node off
+    /// from everyone else.
+    case senderOverQuota
 }
 
 /// Checks incoming envelopes (DESIGN.md §3): recipient, freshness, signature, replay.
@@ -29,13 +33,18 @@ public enum EnvelopeRejection: String, Error, Hashable, Sendable, CaseIterable {
 /// (after that the envelope is stale anyway). At most `capacity` entries; expired ones are
 /// evicted oldest-expiry first. When full of unexpired entries the verifier REJECTS new
 /// envelopes (`replayCacheFull`) rather than forget a nonce still inside the window: a
-/// flood degrades availability, never safety. Limitation: if the wall clock jumps back by
+/// flood degrades availability, never safety; and one sender holds at most
+/// `perSenderCapacity` of it, so a single key cannot fill it for everyone. Limitation: if the wall clock jumps back by
 /// more than the window, a nonce already evicted could be accepted once more.
 public struct EnvelopeVerifier: Sendable {
     /// Accepted clock difference either way (default 60 s).
     public let window: Duration
     /// Maximum remembered nonces (default 100 000; about 10 MB).
     public let capacity: Int
+    /// Maximum remembered nonces of one sender (default `capacity / 16`: over a 60 s
+    /// window about 100 envelopes a second from one node, far above what gossip and
+    /// offers send to one peer).
+    public let perSenderCapacity: Int
     private let crypto: any CryptoProvider
     private var cache: ReplayCache
     /// Count of each rejection since creation.
@@ -43,10 +52,11 @@ public struct EnvelopeVerifier: Sendable {
     /// Count of accepted envelopes since creation.
     public private(set) var accepted: Int = 0
 
-    public init(crypto: any CryptoProvider, window: Duration = .seconds(60), capacity: Int = 100_000) {
+    public init(crypto: any CryptoProvider, window: Duration = .seconds(60), capacity: Int = 100_000, perSenderCapacity: Int? = nil) {
         precondition(window > .zero && capacity > 0)
         self.window = window
         self.capacity = capacity
+        self.perSenderCapacity = max(1, perSenderCapacity ?? capacity / 16)
         self.crypto = crypto
         self.cache = ReplayCache(capacity: capacity)
     }
@@ -78,6 +88,8 @@ public struct EnvelopeVerifier: Sendable {
         let key = ReplayCache.Key(from: e.from, nonce: e.nonce)
         cache.prune(now: now)
         guard !cache.contains(key) else { return .failure(.replayedNonce) }
+        guard cache.count < capacity else { return .failure(.replayCacheFull) }
+        guard cache.count(of: e.from) < perSenderCapacity else { return .failure(.senderOverQuota) }
         guard cache.insert(key, expiry: e.sentAt + window) else { return .failure(.replayCacheFull) }
         return .success(VerifiedEnvelope(e))
     }
@@ -117,10 +129,12 @@ struct ReplayCache: Sendable {
     let capacity: Int
     private var members: Set<Key> = []
     private var heap: [Entry] = []
+    private var perSender: [NodeID: Int] = [:]
 
     init(capacity: Int) { self.capacity = capacity }
 
     var count: Int { members.count }
+    func count(of sender: NodeID) -> Int { perSender[sender] ?? 0 }
     func contains(_ key: Key) -> Bool { members.contains(key) }
 
     /// Drops every entry whose expiry is before `now`.
@@ -128,6 +142,8 @@ struct ReplayCache: Sendable {
         while let top = heap.first, top.expiry < now {
             popMin()
             members.remove(top.key)
+            let left = (perSender[top.key.from] ?? 1) - 1
+            perSender[top.key.from] = left > 0 ? left : nil
         }
         assert(members.count == heap.count)
     }
@@ -137,6 +153,7 @@ struct ReplayCache: Sendable {
         precondition(!members.contains(key))
         guard members.count < capacity else { return false }
         members.insert(key)
+        perSender[key.from, default: 0] += 1
         heap.append(Entry(expiry: expiry, key: key))
         siftUp(heap.count - 1)
         return true

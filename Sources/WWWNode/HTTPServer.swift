@@ -62,9 +62,15 @@ extension NodeHTTP {
     /// client's connection) is closed a second later, so that a client still writing is not
     /// left blocked until the idle timeout.
     ///
+    /// With `channel` and `within`, the whole body must arrive within that time: a client
+    /// that trickles it (slowloris) has its connection closed then, instead of holding a
+    /// request slot — or one of the 64 peer-message slots — for ever.
+    ///
     /// - Throws: `APIError.bodyTooLarge` (413); `APIError.invalidRequest` (400,
     ///   `invalid_body`) for a malformed or cut body (e.g. bad chunked encoding).
-    static func readBody(_ request: Request, limit: Int, channel: (any Channel)? = nil) async throws -> ByteBuffer {
+    static func readBody(_ request: Request, limit: Int, channel: (any Channel)? = nil, within: TimeAmount? = nil) async throws -> ByteBuffer {
+        let watchdog = within.flatMap { t in channel.map { c in c.eventLoop.scheduleTask(in: t) { c.close(promise: nil) } } }
+        defer { watchdog?.cancel() }
         let tooLarge = { (drained: Bool) -> APIError in
             if !drained, let channel {
                 channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
@@ -209,7 +215,8 @@ public struct NodeHTTP: Sendable {
 
     func chat(_ request: Request, channel: (any Channel)? = nil) async throws -> Response {
         let allowOffload = try allowOffload(request)
-        let bytes = try await Self.readBody(request, limit: config.node.maxBodyBytes, channel: channel)
+        let bytes = try await Self.readBody(request, limit: config.node.maxBodyBytes, channel: channel,
+                                            within: .milliseconds(Int64(config.node.idleTimeoutS * 1000)))
         let chat = try ChatCompletionRequest.parse(Data(buffer: bytes))
         // The connection's watch tells the request when its client goes away (streaming or
         // not, before or after the first byte), and the engine or peer request is cancelled.

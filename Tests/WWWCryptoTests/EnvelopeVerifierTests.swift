@@ -78,8 +78,25 @@ import WWWCore
         #expect(v.rememberedNonces == 2)
     }
 
+    /// One sender (a stranger's fresh key, say) cannot take the whole cache.
+    @Test func oneSenderGetsItsShareOnly() {
+        var v = EnvelopeVerifier(crypto: crypto, window: .seconds(60), capacity: 32)
+        #expect(v.perSenderCapacity == 2)
+        let other = try! NodeKey(rawRepresentation: Array(repeating: 9, count: 32))
+        let e = (1...3).map { envelope(to: me, sentAt: t0, nonce: Array(repeating: UInt8($0), count: 16)) }
+        #expect(v.verify(e[0], me: me, now: t0) == .success(VerifiedEnvelope(e[0])))
+        #expect(v.verify(e[1], me: me, now: t0) == .success(VerifiedEnvelope(e[1])))
+        #expect(v.verify(e[2], me: me, now: t0) == .failure(.senderOverQuota))
+        let fromOther = envelope(to: me, signer: other)
+        #expect(v.verify(fromOther, me: me, now: t0) == .success(VerifiedEnvelope(fromOther)))
+        // Its share frees up as its nonces expire.
+        let later = t0 + .seconds(61)
+        let e4 = envelope(to: me, sentAt: later, nonce: Array(repeating: 4, count: 16))
+        #expect(v.verify(e4, me: me, now: later) == .success(VerifiedEnvelope(e4)))
+    }
+
     @Test func fullCacheRejectsUntilEntriesExpire() {
-        var v = EnvelopeVerifier(crypto: crypto, window: .seconds(60), capacity: 2)
+        var v = EnvelopeVerifier(crypto: crypto, window: .seconds(60), capacity: 2, perSenderCapacity: 2)
         let e1 = envelope(to: me, sentAt: t0, nonce: Array(repeating: 1, count: 16))
         let e2 = envelope(to: me, sentAt: t0 + .seconds(10), nonce: Array(repeating: 2, count: 16))
         let e3 = envelope(to: me, sentAt: t0 + .seconds(20), nonce: Array(repeating: 3, count: 16))

@@ -143,3 +143,47 @@ def test_errors_are_counted(node):
     post_json(node, {"model": LOCAL_MODEL, "messages": []})
     after = node.metrics().sum("wwwserve_errors_total")
     assert after >= before + 1, (before, after)
+
+
+@pytest.fixture(scope="module")
+def impatient(workdir, fake_ok):
+    """A node whose clients must send their request within 3 s (idle_timeout_s)."""
+    from conftest import FAKE_MODEL, FAKE_UPSTREAM_NAME
+    from integration_support import NodeProcess, openai_backend
+    node = NodeProcess("impatient", {
+        "node": {"max_body_bytes": MAX_BODY, "idle_timeout_s": 3},
+        "backends": [openai_backend("up", fake_ok, FAKE_MODEL, FAKE_UPSTREAM_NAME)]}, workdir)
+    node.start()
+    yield node
+    node.stop()
+
+
+def test_a_trickled_body_is_cut_off_at_the_idle_timeout(impatient):
+    """Slowloris on the body: the headers arrive, then one byte every 0.5 s. The node
+    closes the connection once idle_timeout_s passed, instead of holding the request."""
+    import socket
+    import time
+    host, port = impatient.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 1000\r\n\r\n")
+    start = time.monotonic()
+    closed = False
+    while time.monotonic() - start < 12:
+        try:
+            sock.sendall(b" ")
+            sock.settimeout(0.5)
+            if sock.recv(4096) == b"":
+                closed = True
+                break
+        except socket.timeout:
+            continue
+        except OSError:
+            closed = True
+            break
+    took = time.monotonic() - start
+    sock.close()
+    assert closed, "the node kept a trickling body open for 12 s (idle_timeout_s is 3)"
+    assert took < 8, f"closed only after {took:.1f}s"
+    # The node still serves.
+    assert requests.get(impatient.url + "/health", timeout=5).status_code == 200

@@ -20,7 +20,7 @@ struct PeerRoutes: Sendable {
     var maxEnvelopeBytes: Int { 2 * http.config.node.maxBodyBytes + (64 << 10) }
 
     func add(to router: Router<NodeRequestContext>) {
-        router.post(RouterPath(PeerPath.message)) { req, _ in try await self.message(req) }
+        router.post(RouterPath(PeerPath.message)) { req, context in try await self.message(req, channel: context.channel) }
         router.post(RouterPath(PeerPath.offer)) { req, context in try await self.offer(req, channel: context.channel) }
         router.get("/p2p/v1/peers") { _, _ in try NodeHTTP.json(runtime.peersView()) }
         router.get("/p2p/v1/credits") { _, _ in try NodeHTTP.json(runtime.creditsView()) }
@@ -28,8 +28,11 @@ struct PeerRoutes: Sendable {
 
     // MARK: Envelopes
 
-    func envelope(_ request: Request) async throws -> Envelope {
-        let body = try await NodeHTTP.readBody(request, limit: maxEnvelopeBytes)
+    /// Reads an envelope; with `channel`, its body must arrive within `within` (a trickled
+    /// body must not hold a slot).
+    func envelope(_ request: Request, channel: (any Channel)? = nil, within: Duration = .seconds(10)) async throws -> Envelope {
+        let body = try await NodeHTTP.readBody(request, limit: maxEnvelopeBytes, channel: channel,
+                                               within: .nanoseconds(max(within.nanoseconds, 1_000_000_000)))
         do {
             return try JSONDecoder().decode(Envelope.self, from: Data(buffer: body))
         } catch {
@@ -79,13 +82,14 @@ struct PeerRoutes: Sendable {
     /// Past `InboundGate.limit` messages in progress, a message is shed at once (503, not
     /// read, not verified): a node that falls behind drops gossip — which the protocol
     /// repeats — instead of queueing it until it is stale.
-    func message(_ request: Request) async throws -> Response {
+    func message(_ request: Request, channel: (any Channel)? = nil) async throws -> Response {
         guard peer.inbound.enter() else {
             http.metrics.peerMessage(kind: "membership_or_ledger", outcome: "shed")
             throw APIError.unavailable("this node is shedding peer messages", retryAfter: 1)
         }
         defer { peer.inbound.leave() }
-        let env = try await envelope(request)
+        // Small one-way messages: the whole body within the peer timeout.
+        let env = try await envelope(request, channel: channel, within: peer.peerTimeout)
         let v = try verify(env, kinds: [.membership, .ledger], allowUnaddressed: env.kind == PeerMessageKind.membership.rawValue)
         let body = try decode(v, PeerMessageBody.self)
         try checkAddress(body.fromAddress, kind: v.kind)
@@ -101,7 +105,7 @@ struct PeerRoutes: Sendable {
     /// on accept the engine's chunks stream back and, once delivered, the machine publishes
     /// the jobReceipt.
     func offer(_ request: Request, channel: (any Channel)? = nil) async throws -> Response {
-        let env = try await envelope(request)
+        let env = try await envelope(request, channel: channel)
         let v = try verify(env, kinds: [.offer], allowUnaddressed: false)
         let body = try decode(v, OfferBody.self)
         try checkAddress(body.fromAddress, kind: v.kind)
