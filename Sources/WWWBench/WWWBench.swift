@@ -18,7 +18,7 @@ public struct BenchCommand: AsyncParsableCommand {
             machine: the node machine's CPU cost per request, no I/O.
             All traffic stays on 127.0.0.1.
             """,
-        subcommands: [OverheadCommand.self, E2ECommand.self, MachineCommand.self])
+        subcommands: [OverheadCommand.self, E2ECommand.self, MachineCommand.self, LedgerBenchCommand.self])
 
     public init() {}
 }
