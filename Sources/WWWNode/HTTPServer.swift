@@ -164,6 +164,11 @@ public struct NodeHTTP: Sendable {
         let v1 = router.group("/v1").add(middleware: APIKeyMiddleware(keys: keys))
         v1.get("/models") { _, _ in try await self.models() }
         v1.post("/chat/completions") { request, context in try await self.chat(request, channel: context.channel) }
+        v1.get("/chat/completions") { request, _ -> Response in
+            var r = OpenAIErrorMiddleware<NodeRequestContext>.response(APIError.methodNotAllowed(request.method.rawValue, request.uri.path))
+            r.headers[.allow] = "POST"
+            return r
+        }
         if let peer = runtime.peer { PeerRoutes(http: self, runtime: runtime, peer: peer).add(to: router) }
         return router
     }

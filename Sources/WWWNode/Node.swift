@@ -131,7 +131,7 @@ public final class Node: Sendable {
             logger: logger)
         // Shut down in reverse order: first the network hears that this node leaves (so no
         // new offers come while in-flight requests finish), then the server drains.
-        var groupConfig = ServiceGroupConfiguration(services: [.init(service: app), .init(service: LeaveOnShutdown(runtime: runtime))],
+        var groupConfig = ServiceGroupConfiguration(services: [.init(service: app), .init(service: LeaveOnShutdown(runtime: runtime, logger: logger, graceS: config.node.shutdownGraceS))],
                                                     gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         groupConfig.maximumGracefulShutdownDuration = .milliseconds(Int64(config.node.shutdownGraceS * 1000))
         groupConfig.cancellationSignals = []
@@ -149,8 +149,12 @@ public final class Node: Sendable {
     /// On graceful shutdown, gossips `left` at once (before the server's grace period).
     struct LeaveOnShutdown: Service {
         let runtime: NodeRuntime
+        let logger: Logger
+        let graceS: Double
         func run() async throws {
             try? await gracefulShutdown()
+            logger.notice("shutting down: leaving the network, no new requests, in-flight ones finish",
+                          metadata: ["grace_s": "\(graceS)"])
             await runtime.leave()
         }
     }

@@ -1,5 +1,6 @@
 import Testing
 @testable import WWWBackends
+import WWWNode
 
 /// An engine's `/metrics` is input: any value it reports is read without trapping.
 @Suite("engine metrics")
@@ -25,5 +26,22 @@ struct EngineMetricsTests {
         let l = EngineMetrics.load(from: EngineMetrics.parse(text), capacity: 4)
         #expect(l?.running == 1_000_000 && l?.waiting == 1_000_000 && l?.kv == 0)
         #expect(EngineMetrics.count(.nan) == 0 && EngineMetrics.count(-3) == 0)
+    }
+}
+
+@Suite("config errors name config keys")
+struct ConfigKeyNameTests {
+    @Test func policyErrorsUseTheSnakeCaseKey() {
+        var p = PolicySection()
+        p.offloadFrequency = 2
+        #expect(throws: ConfigError.self) { try p.schedulingPolicy() }
+        do { _ = try p.schedulingPolicy() } catch let e as ConfigError {
+            #expect(e.message.hasPrefix("policy.offload_frequency must be"), "\(e.message)")
+        } catch { Issue.record("\(error)") }
+        p.offloadFrequency = 1
+        p.offerTimeoutMs = 0
+        do { _ = try p.schedulingPolicy() } catch let e as ConfigError {
+            #expect(e.message.hasPrefix("policy.offer_timeout_ms must be"), "\(e.message)")
+        } catch { Issue.record("\(error)") }
     }
 }

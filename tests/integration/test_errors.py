@@ -138,6 +138,12 @@ def test_unknown_route_404(node):
     assert r.status_code == 404
 
 
+def test_get_on_chat_completions_is_405(node):
+    r = requests.get(node.url + "/v1/chat/completions", timeout=10)
+    assert_openai_error(r, 405)
+    assert r.headers.get("Allow") == "POST"
+
+
 def test_errors_are_counted(node):
     before = node.metrics().sum("wwwserve_errors_total")
     post_json(node, {"model": LOCAL_MODEL, "messages": []})

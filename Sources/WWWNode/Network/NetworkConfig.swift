@@ -91,7 +91,14 @@ public struct PolicySection: Codable, Sendable, Equatable {
             loadTarget: loadTarget, explorationShare: explorationShare, powerOfTwoChoices: powerOfTwoChoices,
             maxOfferAttempts: maxOfferAttempts, offerTimeout: .milliseconds(offerTimeoutMs),
             maxFailovers: maxFailovers, priceAccepted: Self.credits(priceAccepted))
-        if let v = p.violations.first { throw ConfigError("policy: \(v)") }
+        if let v = p.violations.first {
+            // Name the config key the user wrote (offload_frequency), not the Swift field.
+            let snake = v.field.reduce(into: "") { out, ch in
+                if ch.isUppercase { out += "_" + ch.lowercased() } else { out.append(ch) }
+            }
+            let key = CodingKeys.allCases.contains { $0.rawValue == snake } ? snake : v.field
+            throw ConfigError("policy.\(key) must be \(v.requirement)")
+        }
         guard stake >= 0, stake < 1e12 else { throw ConfigError("policy.stake must be between 0 and 1e12 credits") }
         return p
     }
