@@ -60,6 +60,7 @@ class Net:
 
     def __init__(self, binary: Path, root: Path, n: int, gossip_ms: int, seeds: int = 2):
         self.root, self.n, self.gossip_ms = root, n, gossip_ms
+        root.mkdir(parents=True, exist_ok=True)
         self.binary = root / "wwwserve"
         shutil.copy2(binary, self.binary)   # one build for the whole run
         self.ports = free_ports(n)

@@ -160,6 +160,8 @@ public struct Membership: Sendable {
     public private(set) var localHealth = 0
     /// Messages that still carry this node's latest record first (refutation priority).
     var selfRumorBudget = 0
+    /// When a refutation last raised `localHealth`.
+    var healthRaisedByRefutationAt: Instant = .zero
     var tombstoneDeadlines: [NodeID: Instant] = [:]
     var nextPeriodAt: Instant = .zero
     var nextRejoinAt: Instant = .zero
@@ -534,7 +536,10 @@ extension Membership {
             return
         }
         let theirs = Dictionary(d.entries.prefix(4 * config.maxDigestEntries).map { ($0.node, $0) }, uniquingKeysWith: { a, _ in a })
-        if let mine = theirs[nodeID] {
+        // A live member's digest that shows this node differently at its own incarnation is
+        // refuted; a higher incarnation is only a number: this node asks for the signed
+        // record (a previous life's) in `wants` and refutes that (`applyRecord`).
+        if let mine = theirs[nodeID], entries[from]?.isLive == true, mine.incarnation == localRecord.value.incarnation {
             refuteIfNeeded(seen: mine.incarnation, differs: mine.status != localRecord.value.status, now: now, into: &out)
         }
         // Tombstones are only exchanged with a side that knows the member: handing them to
@@ -546,7 +551,11 @@ extension Membership {
             if isNewer(mine, than: theirs[id]) && !(mine.status.isTombstone && theirs[id] == nil) { newer.append(id) }
         }
         var wants: [NodeID] = []
-        for e in d.entries.prefix(config.maxDigestEntries) where e.node != nodeID {
+        for e in d.entries.prefix(config.maxDigestEntries) {
+            if e.node == nodeID {
+                if e.incarnation > localRecord.value.incarnation { wants.append(nodeID) }
+                continue
+            }
             let mine = entries[e.node]?.digestEntry
             if isNewer(e, than: mine) && !(e.status.isTombstone && mine == nil) { wants.append(e.node) }
         }
@@ -680,7 +689,11 @@ extension Membership {
             return
         }
         if v.node == nodeID {
-            if refuteIfNeeded(seen: v.incarnation, differs: true, now: now, into: &out) { changeLocalHealth(+1) }
+            // Only a live member's claim, at exactly our incarnation: a higher number is one
+            // nobody signed in this life (a previous life's signed record comes through
+            // `applyRecord`), and a stranger's claim is believed by nobody.
+            guard entries[from]?.isLive == true, v.incarnation == localRecord.value.incarnation else { return }
+            if refuteIfNeeded(seen: v.incarnation, differs: true, now: now, into: &out) { refutedSuspicion(now: now) }
             return
         }
         guard entries[from]?.isLive == true else {
@@ -751,7 +764,13 @@ extension Membership {
             }
             claims[id] = nil
             guard let e = entries[id], e.incarnation == c.verdict.incarnation, e.status == .alive else { continue }
-            if c.seq == 0, claims.values.filter({ $0.seq != 0 }).count < config.maxConfirmations {
+            if c.seq == 0 && claims.values.filter({ $0.seq != 0 }).count >= config.maxConfirmations {
+                // No check slot free: wait another period (only a failed check makes a suspect).
+                c.deadline = now + currentPeriod
+                claims[id] = c
+                continue
+            }
+            if c.seq == 0 {
                 // Nobody's check brought a refutation: this node checks now, for one period.
                 c.seq = takeSeq()
                 c.indirectAt = now + currentProbeTimeout
@@ -780,6 +799,14 @@ extension Membership {
         guard var s = suspicions[node], s.confirmers.count < s.wanted, !s.confirmers.contains(from) else { return }
         s.confirmers.append(from)
         suspicions[node] = s
+    }
+
+    /// Having to refute a suspicion worsens local health — at most once per period, so that
+    /// a flood of claims cannot pin this node at the slowest period.
+    mutating func refutedSuspicion(now: Instant) {
+        guard now >= healthRaisedByRefutationAt + currentPeriod else { return }
+        healthRaisedByRefutationAt = now
+        changeLocalHealth(+1)
     }
 
     /// Moves the local health score by `delta`, within 0…`maxLocalHealth`.

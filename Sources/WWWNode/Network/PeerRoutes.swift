@@ -79,17 +79,17 @@ struct PeerRoutes: Sendable {
     // MARK: Routes
 
     /// One-way messages (membership, ledger): verified, then handed to the machine; 202.
-    /// Past `InboundGate.limit` messages in progress, a message is shed at once (503, not
-    /// read, not verified): a node that falls behind drops gossip — which the protocol
-    /// repeats — instead of queueing it until it is stale.
+    /// The body is read first (within the peer timeout, so a trickling sender holds no
+    /// slot); then, past `InboundGate.limit` messages being verified and applied, a message
+    /// is shed at once (503, not verified): a node that falls behind drops gossip — which
+    /// the protocol repeats — instead of queueing it until it is stale.
     func message(_ request: Request, channel: (any Channel)? = nil) async throws -> Response {
+        let env = try await envelope(request, channel: channel, within: peer.peerTimeout)
         guard peer.inbound.enter() else {
             http.metrics.peerMessage(kind: "membership_or_ledger", outcome: "shed")
             throw APIError.unavailable("this node is shedding peer messages", retryAfter: 1)
         }
         defer { peer.inbound.leave() }
-        // Small one-way messages: the whole body within the peer timeout.
-        let env = try await envelope(request, channel: channel, within: peer.peerTimeout)
         let v = try verify(env, kinds: [.membership, .ledger], allowUnaddressed: env.kind == PeerMessageKind.membership.rawValue)
         let body = try decode(v, PeerMessageBody.self)
         try checkAddress(body.fromAddress, kind: v.kind)

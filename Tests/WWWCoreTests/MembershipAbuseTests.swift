@@ -1,0 +1,133 @@
+import Testing
+@testable import WWWCore
+
+private let t0 = Instant(seconds: 1_000_000)
+private func addr(_ s: UInt8) -> String { "10.0.0.\(s):7070" }
+private func id(_ s: UInt8) -> NodeID { FakeSigner(seed: s).nodeID }
+private func rec(_ s: UInt8, inc: UInt64 = 0) -> Signed<MemberRecord> {
+    let signer = FakeSigner(seed: s)
+    return Signed(MemberRecord(node: signer.nodeID, address: addr(s), incarnation: inc, status: .alive, updatedAt: t0), by: signer)
+}
+private func activeNode(_ s: UInt8, peers: [UInt8], config: MembershipConfig = MembershipConfig()) -> Membership {
+    var m = Membership(config: config, signer: FakeSigner(seed: s), crypto: FakeCrypto(), address: addr(s), incarnation: 0, seed: UInt64(s))
+    _ = m.start(now: t0, seeds: [])
+    _ = m.receive(MembershipMessage(.states(peers.map { .record(rec($0)) })), from: id(peers[0]), fromAddress: addr(peers[0]), now: t0)
+    m.rumors = RumorQueue(capacity: config.maxQueuedRumors)
+    m.selfRumorBudget = 0
+    return m
+}
+
+@Suite("membership under abuse (found by a hostile tester)")
+struct MembershipAbuseTests {
+    /// A stranger (not in the table) drives the victim's local health to the maximum with ONE message.
+    @Test func strangerMaxesLocalHealth() {
+        var v = activeNode(1, peers: [2, 3, 4, 5])
+        #expect(v.localHealth == 0)
+        let stranger: UInt8 = 99
+        #expect(v.record(of: id(stranger)) == nil)
+        let claims = (0..<16).map { MembershipRumor.verdict(MemberVerdict(node: id(1), incarnation: UInt64($0), status: .suspect, origin: id(stranger))) }
+        _ = v.receive(MembershipMessage(.states([]), rumors: claims), from: id(stranger), fromAddress: addr(stranger), now: t0 + .milliseconds(10))
+        #expect(v.localHealth == 0, "a stranger's claims must not slow this node down")
+        #expect(v.localRecord.value.incarnation == 0, "nor make it re-sign")
+    }
+
+    /// A stranger pushes the victim's incarnation to Int64.max; afterwards it can no longer refute,
+    /// and its next signed record is malformed for everyone.
+    @Test func strangerExhaustsIncarnation() {
+        var v = activeNode(1, peers: [2, 3, 4, 5])
+        let stranger: UInt8 = 99
+        let big = UInt64(Int64.max) - 1
+        _ = v.receive(MembershipMessage(.states([]), rumors: [.verdict(MemberVerdict(node: id(1), incarnation: big, status: .suspect, origin: id(stranger)))]),
+                      from: id(stranger), fromAddress: addr(stranger), now: t0 + .milliseconds(10))
+        // Now an honest member suspects it at its current incarnation: victim cannot refute.
+        let cur = v.localRecord.value.incarnation
+        let ds = v.receive(MembershipMessage(.states([]), rumors: [.verdict(MemberVerdict(node: id(1), incarnation: cur, status: .suspect, origin: id(2)))]),
+                           from: id(2), fromAddress: addr(2), now: t0 + .milliseconds(20))
+        let refuted = ds.contains { if case .localUpdated = $0 { return true } else { return false } }
+        #expect(refuted, "the victim must still be able to refute a suspicion")
+        // Its next metadata update is signed at Int64.max+1 and rejected by peers.
+        _ = v.updateLocal(MemberMetadata(accepting: false), now: t0 + .seconds(1))
+        let r = v.localRecord
+        var peer = activeNode(2, peers: [1, 3])
+        let pds = peer.receive(MembershipMessage(.states([.record(r)])), from: id(1), fromAddress: addr(1), now: t0 + .seconds(1))
+        #expect(!pds.contains { if case .rejected = $0 { return true } else { return false } })
+    }
+
+    /// Same through a push-pull digest (no verdict needed).
+    @Test func strangerDigestBumpsIncarnation() {
+        var v = activeNode(1, peers: [2, 3])
+        let d = MembershipDigest(lowerBound: nil, upperBound: nil, entries: [MembershipDigestEntry(node: id(1), incarnation: UInt64(Int64.max) - 1, status: .alive)])
+        _ = v.receive(MembershipMessage(.pushPull(d)), from: id(99), fromAddress: addr(99), now: t0 + .milliseconds(10))
+        #expect(v.localRecord.value.incarnation < 1000)
+    }
+
+    /// One lying member claims about many members; subjects answer every ping at once.
+    /// Past maxConfirmations running checks, waiting claims become `suspect` without any check.
+    @Test func claimWithoutCheck() {
+        let peers = Array(UInt8(2)...UInt8(40))
+        var x = activeNode(1, peers: peers)
+        let liar: UInt8 = 2
+        let subjects = Array(peers.dropFirst())
+        var pinged = Set<NodeID>()
+        var suspectedUnchecked: [NodeID] = []
+        var now = t0 + .milliseconds(5)
+        let claims = subjects.map { MembershipRumor.verdict(MemberVerdict(node: id($0), incarnation: 0, status: .suspect, origin: id(liar))) }
+        var pending: [(NodeID, UInt64)] = []
+        func feed(_ ds: [MembershipDirective]) {
+            for d in ds {
+                switch d {
+                case .send(.node(let to, _), let m):
+                    if case .ping(let seq, let target) = m.body, target == to, subjects.map(id).contains(to) { pinged.insert(to); pending.append((to, seq)) }
+                    if case .pingReq(_, let target, _) = m.body { pinged.insert(target) }
+                case .memberChanged(let r) where r.status == .suspect:
+                    if !pinged.contains(r.node) { suspectedUnchecked.append(r.node) }
+                default: break
+                }
+            }
+        }
+        // The liar sends its claims in chunks of 32 rumors (receive's cap).
+        for chunk in stride(from: 0, to: claims.count, by: 32) {
+            feed(x.receive(MembershipMessage(.states([]), rumors: Array(claims[chunk..<min(claims.count, chunk + 32)])), from: id(liar), fromAddress: addr(liar), now: now))
+        }
+        let end = t0 + .seconds(6)
+        var guardN = 0
+        while let d = x.nextDeadline, d <= end, guardN < 10_000 {
+            guardN += 1
+            now = d
+            feed(x.tick(now: d))
+            // Every subject answers each ping immediately (it is alive and responsive).
+            while !pending.isEmpty {
+                let (to, seq) = pending.removeFirst()
+                let who = subjects.first { id($0) == to }!
+                feed(x.receive(MembershipMessage(.ack(seq: seq)), from: to, fromAddress: addr(who), now: now + .milliseconds(1)))
+            }
+        }
+        #expect(suspectedUnchecked.isEmpty, "only an unanswered check may make a subject suspect")
+    }
+
+    /// A member's claims about this node make it refute, but raise its local health at most
+    /// once per period, however many arrive.
+    @Test func refutationFloodRaisesHealthOncePerPeriod() {
+        var v = activeNode(1, peers: [2, 3, 4, 5])
+        let claims = (0..<16).map { MembershipRumor.verdict(MemberVerdict(node: id(1), incarnation: UInt64($0), status: .suspect, origin: id(2))) }
+        _ = v.receive(MembershipMessage(.states([]), rumors: claims), from: id(2), fromAddress: addr(2), now: t0 + .milliseconds(10))
+        #expect(v.localHealth == 1)
+        _ = v.receive(MembershipMessage(.states([]), rumors: claims), from: id(2), fromAddress: addr(2), now: t0 + .milliseconds(20))
+        #expect(v.localHealth == 1)
+    }
+
+    /// A restarted node learns its previous life's higher incarnation only from its own signed
+    /// record: it asks for it, then refutes above it.
+    @Test func previousLifeIsLearnedFromTheSignedRecord() {
+        var v = activeNode(1, peers: [2, 3])
+        let d = MembershipDigest(lowerBound: nil, upperBound: nil, entries: [MembershipDigestEntry(node: id(1), incarnation: 5, status: .alive)])
+        let out = v.receive(MembershipMessage(.pushPull(d)), from: id(2), fromAddress: addr(2), now: t0 + .milliseconds(10))
+        #expect(v.localRecord.value.incarnation == 0)
+        let wants = out.compactMap { d -> [NodeID]? in
+            if case .send(_, let m) = d, case .pushPullReply(_, let w) = m.body { return w } else { return nil }
+        }.first ?? []
+        #expect(wants.contains(id(1)))
+        _ = v.receive(MembershipMessage(.states([.record(rec(1, inc: 5))])), from: id(2), fromAddress: addr(2), now: t0 + .milliseconds(20))
+        #expect(v.localRecord.value.incarnation == 6)
+    }
+}
