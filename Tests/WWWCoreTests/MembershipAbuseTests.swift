@@ -28,7 +28,7 @@ struct MembershipAbuseTests {
         let claims = (0..<16).map { MembershipRumor.verdict(MemberVerdict(node: id(1), incarnation: UInt64($0), status: .suspect, origin: id(stranger))) }
         _ = v.receive(MembershipMessage(.states([]), rumors: claims), from: id(stranger), fromAddress: addr(stranger), now: t0 + .milliseconds(10))
         #expect(v.localHealth == 0, "a stranger's claims must not slow this node down")
-        #expect(v.localRecord.value.incarnation == 0, "nor make it re-sign")
+        #expect(v.localRecord.value.incarnation <= 1, "and one message makes it re-sign at most once")
     }
 
     /// A stranger pushes the victim's incarnation to Int64.max; afterwards it can no longer refute,

@@ -162,6 +162,8 @@ public struct Membership: Sendable {
     var selfRumorBudget = 0
     /// When a refutation last raised `localHealth`.
     var healthRaisedByRefutationAt: Instant = .zero
+    /// A claim in the message being received already made this node refute.
+    var refutedInThisMessage = false
     var tombstoneDeadlines: [NodeID: Instant] = [:]
     var nextPeriodAt: Instant = .zero
     var nextRejoinAt: Instant = .zero
@@ -298,6 +300,7 @@ public struct Membership: Sendable {
     public mutating func receive(_ m: MembershipMessage, from: NodeID, fromAddress: String, now: Instant) -> [MembershipDirective] {
         guard phase == .joining || phase == .active, from != nodeID else { return [] }
         var out: [MembershipDirective] = []
+        refutedInThisMessage = false
         // Any authenticated message from a member shows it is alive, for now; from the
         // subject of a check, it answers the check, and claims wait a suspicion timeout.
         if entries[from] != nil { vouch(for: from, until: now + (claims[from] == nil ? currentPeriod : suspicionTimeout)) }
@@ -536,10 +539,9 @@ extension Membership {
             return
         }
         let theirs = Dictionary(d.entries.prefix(4 * config.maxDigestEntries).map { ($0.node, $0) }, uniquingKeysWith: { a, _ in a })
-        // A live member's digest that shows this node differently at its own incarnation is
-        // refuted; a higher incarnation is only a number: this node asks for the signed
+        // A digest that shows this node differently at its own incarnation is refuted; a higher incarnation is only a number: this node asks for the signed
         // record (a previous life's) in `wants` and refutes that (`applyRecord`).
-        if let mine = theirs[nodeID], entries[from]?.isLive == true, mine.incarnation == localRecord.value.incarnation {
+        if let mine = theirs[nodeID], mine.incarnation == localRecord.value.incarnation {
             refuteIfNeeded(seen: mine.incarnation, differs: mine.status != localRecord.value.status, now: now, into: &out)
         }
         // Tombstones are only exchanged with a side that knows the member: handing them to
@@ -689,11 +691,16 @@ extension Membership {
             return
         }
         if v.node == nodeID {
-            // Only a live member's claim, at exactly our incarnation: a higher number is one
-            // nobody signed in this life (a previous life's signed record comes through
-            // `applyRecord`), and a stranger's claim is believed by nobody.
-            guard entries[from]?.isLive == true, v.incarnation == localRecord.value.incarnation else { return }
-            if refuteIfNeeded(seen: v.incarnation, differs: true, now: now, into: &out) { refutedSuspicion(now: now) }
+            // Only a claim at exactly our incarnation (a higher number is one nobody signed in
+            // this life: a previous life's signed record comes through `applyRecord`), and at
+            // most one refutation per message. Whoever sent it — in a mass start the buddy
+            // that tells us may not be in our table yet — but only a live member's claim
+            // counts against our local health.
+            guard v.incarnation == localRecord.value.incarnation, !refutedInThisMessage else { return }
+            if refuteIfNeeded(seen: v.incarnation, differs: true, now: now, into: &out) {
+                refutedInThisMessage = true
+                if entries[from]?.isLive == true { refutedSuspicion(now: now) }
+            }
             return
         }
         guard entries[from]?.isLive == true else {
