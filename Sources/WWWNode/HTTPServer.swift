@@ -69,7 +69,10 @@ extension NodeHTTP {
     /// - Throws: `APIError.bodyTooLarge` (413); `APIError.invalidRequest` (400,
     ///   `invalid_body`) for a malformed or cut body (e.g. bad chunked encoding).
     static func readBody(_ request: Request, limit: Int, channel: (any Channel)? = nil, within: TimeAmount? = nil) async throws -> ByteBuffer {
-        let watchdog = within.flatMap { t in channel.map { c in c.eventLoop.scheduleTask(in: t) { c.close(promise: nil) } } }
+        // Armed only once a body turns out not to have come whole with its first part (a
+        // connection that sends nothing at all is Hummingbird's idle timeout's): scheduling
+        // on the event loop from here costs a wake-up, which every request would pay.
+        var watchdog: Scheduled<Void>?
         defer { watchdog?.cancel() }
         let tooLarge = { (drained: Bool) -> APIError in
             if !drained, let channel {
@@ -84,6 +87,9 @@ extension NodeHTTP {
         do {
             for try await part in request.body {
                 seen += part.readableBytes
+                if watchdog == nil, let within, let channel, declared.map({ seen < $0 }) ?? true {
+                    watchdog = channel.eventLoop.scheduleTask(in: within) { channel.close(promise: nil) }
+                }
                 if seen <= limit { body.writeImmutableBuffer(part) }
                 if seen > drainLimit(limit) { break }
             }
