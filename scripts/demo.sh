@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 # The demo replays ../shared/data (see README): fail now, not after the build.
 if [ -z "${WWWSERVE_SHARED_DATA:-}" ] && [ ! -f ../shared/data/prompts/mt_bench_questions.jsonl ] \
-   && [[ " $* " != *" --data-dir "* ]]; then
+   && [[ " $* " != *" --data-dir "* ]] && [[ " $* " != *" --help "* ]]; then
   echo "demo: cannot find ../shared/data next to this clone; set WWWSERVE_SHARED_DATA=/path/to/shared/data" \
        "or pass --data-dir /path/to/shared/data" >&2
   exit 2
