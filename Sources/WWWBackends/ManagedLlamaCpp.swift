@@ -73,10 +73,7 @@ public final class ManagedLlamaCppBackend: Backend, Service, @unchecked Sendable
     private var current: EngineState { lock.withLock { state } }
 
     public func chat(_ request: ChatCompletionRequest, model: BackendModel) async throws -> ChunkStream {
-        guard case .running = current else {
-            throw BackendError.unavailable("the local llama.cpp engine is (re)starting", retryAfter: 2)
-        }
-        return try await inner.chat(request, model: model)
+        try await chat(request, model: model, cancellable: { _ in })
     }
 
     public func chat(_ request: ChatCompletionRequest, model: BackendModel,

@@ -390,7 +390,7 @@ struct MembershipTests {
         let out = b.receive(claim, from: id(3), fromAddress: addr(3), now: t0)
         #expect(sends(out).count == b.config.maxConfirmations)
         #expect(b.claims.count == subjects.count)   // the fifth waits for a refutation
-        #expect(b.claims.values.filter { $0.seq != 0 }.count == b.config.maxConfirmations)
+        #expect(b.runningChecks == b.config.maxConfirmations)
     }
 
     @Test("a claim this node does not check waits for a refutation, then is checked here")
@@ -402,7 +402,7 @@ struct MembershipTests {
         let others = peers.filter { $0 != 3 }
         let claim = MembershipMessage(.states([]), rumors: others.prefix(8).map { .verdict(MemberVerdict(node: id($0), incarnation: 0, status: .suspect, origin: id(3))) })
         _ = b.receive(claim, from: id(3), fromAddress: addr(3), now: t0)
-        let waiting = others.prefix(8).filter { b.claims[id($0)]?.seq == 0 }
+        let waiting = others.prefix(8).filter { b.claims[id($0)]?.isChecking == false }
         #expect(waiting.count >= 2, "with p = 1/20 most claims wait")
         guard waiting.count >= 2 else { return }
         let (refuter, silent) = (waiting[0], waiting[1])

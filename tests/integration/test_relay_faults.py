@@ -51,6 +51,26 @@ class ScriptedUpstream:
             def do_GET(self):
                 self._json(200, {"status": "ok", "object": "list", "data": []})
 
+            def _hold(self, seconds: float, token_every: float | None = None):
+                """Keeps the connection for `seconds`, writing a token every `token_every`
+                seconds if given; records in `closed_at` when the node closes it."""
+                sock = self.connection
+                deadline = time.monotonic() + seconds
+                next_token = time.monotonic() + (token_every or 0)
+                while time.monotonic() < deadline:
+                    r, _, _ = select.select([sock], [], [], 0.05)
+                    if r and not sock.recv(1, socket.MSG_PEEK):
+                        upstream.closed_at.append(time.monotonic())
+                        return
+                    if token_every and time.monotonic() >= next_token:
+                        next_token += token_every
+                        try:
+                            self.wfile.write(data(_chunk({"content": "tok "})).encode())
+                            self.wfile.flush()
+                        except OSError:
+                            upstream.closed_at.append(time.monotonic())
+                            return
+
             def _sse(self, events: list[str]):
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
@@ -90,14 +110,7 @@ class ScriptedUpstream:
                 if s == "hold-nohead":
                     # Not even a response head for 10 s (llama.cpp before a non-streaming
                     # answer, an engine's queue): record when the node closes the connection.
-                    sock = self.connection
-                    deadline = time.monotonic() + 10
-                    while time.monotonic() < deadline:
-                        r, _, _ = select.select([sock], [], [], 0.05)
-                        if r and not sock.recv(1, socket.MSG_PEEK):
-                            upstream.closed_at.append(time.monotonic())
-                            return
-                    return
+                    return self._hold(10)
                 if s in ("hold", "slow-tokens"):
                     # "hold": headers at once, then nothing for 10 s (an engine queueing or
                     # reading a long prompt); "slow-tokens": one token, then one every 3 s.
@@ -109,23 +122,7 @@ class ScriptedUpstream:
                     if s == "slow-tokens":
                         self.wfile.write(data(_chunk({"content": "slow "})).encode())
                     self.wfile.flush()
-                    sock = self.connection
-                    deadline = time.monotonic() + 10
-                    next_token = time.monotonic() + 3
-                    while time.monotonic() < deadline:
-                        r, _, _ = select.select([sock], [], [], 0.05)
-                        if r and not sock.recv(1, socket.MSG_PEEK):
-                            upstream.closed_at.append(time.monotonic())
-                            return
-                        if s == "slow-tokens" and time.monotonic() >= next_token:
-                            next_token += 3
-                            try:
-                                self.wfile.write(data(_chunk({"content": "tok "})).encode())
-                                self.wfile.flush()
-                            except OSError:
-                                upstream.closed_at.append(time.monotonic())
-                                return
-                    return
+                    return self._hold(10, token_every=3 if s == "slow-tokens" else None)
                 if s == "reasoning":
                     return self._sse([data(_chunk({"reasoning_content": "Let me think."})),
                                       data(_chunk({"content": "42"})), data(_chunk({}, "stop")), "data: [DONE]\n\n"])

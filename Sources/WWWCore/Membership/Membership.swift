@@ -94,7 +94,6 @@ public struct Membership: Sendable {
     /// A suspicion this node holds (Lifeguard's LHA-suspicion): it expires at `deadline`,
     /// which moves from `start + max` towards `start + min` as distinct members confirm it.
     struct Suspicion: Hashable, Sendable {
-        var incarnation: UInt64
         var start: Instant
         var min: Duration
         var max: Duration
@@ -110,6 +109,7 @@ public struct Membership: Sendable {
     /// refute it), then ping-req through helpers — before it makes the member suspect here.
     struct Claim: Hashable, Sendable {
         var verdict: MemberVerdict
+        /// The check ping's sequence number; 0 while the claim only waits for a refutation.
         var seq: UInt64
         /// Without an ack by then, ping-req goes to helpers.
         var indirectAt: Instant
@@ -120,6 +120,8 @@ public struct Membership: Sendable {
         /// Distinct authenticated senders of the claim (they confirm the suspicion).
         var claimers: [NodeID]
         var regossip: Bool
+        /// This node is checking the claim with its own ping (not only waiting).
+        var isChecking: Bool { seq != 0 }
     }
 
     /// A ping-req this node is relaying.
@@ -733,9 +735,8 @@ extension Membership {
         // each with probability checkers / N): every member pinging the subject at once
         // would overload exactly the node that is slow already. The others wait twice a
         // period for the subject's refutation — which the checkers' pings ask for.
-        let checking = claims.values.filter { $0.seq != 0 }.count
         let n = UInt64(max(1, liveMemberCount))
-        guard checking < config.maxConfirmations, prng.next() % n < UInt64(config.claimCheckers) else {
+        guard runningChecks < config.maxConfirmations, prng.next() % n < UInt64(config.claimCheckers) else {
             claims[v.node] = Claim(verdict: v, seq: 0, indirectAt: now, helpers: [], deadline: now + currentPeriod * 2,
                                    claimers: [from], regossip: regossip)
             return
@@ -745,6 +746,9 @@ extension Membership {
         claims[v.node] = c
         out.append(checkPing(v, seq: c.seq))
     }
+
+    /// Claims this node is checking with its own ping now (at most `maxConfirmations`).
+    var runningChecks: Int { claims.values.filter(\.isChecking).count }
 
     /// A ping to the subject of claim `v` that carries the claim first.
     mutating func checkPing(_ v: MemberVerdict, seq: UInt64) -> MembershipDirective {
@@ -771,13 +775,13 @@ extension Membership {
             }
             claims[id] = nil
             guard let e = entries[id], e.incarnation == c.verdict.incarnation, e.status == .alive else { continue }
-            if c.seq == 0 && claims.values.filter({ $0.seq != 0 }).count >= config.maxConfirmations {
+            if !c.isChecking && runningChecks >= config.maxConfirmations {
                 // No check slot free: wait another period (only a failed check makes a suspect).
                 c.deadline = now + currentPeriod
                 claims[id] = c
                 continue
             }
-            if c.seq == 0 {
+            if !c.isChecking {
                 // Nobody's check brought a refutation: this node checks now, for one period.
                 c.seq = takeSeq()
                 c.indirectAt = now + currentProbeTimeout
@@ -831,7 +835,7 @@ extension Membership {
         if v.status == .suspect {
             let n = liveMemberCount
             let wanted = n - 2 < config.suspicionMultiplier - 2 ? 0 : config.suspicionMultiplier - 2
-            suspicions[v.node] = Suspicion(incarnation: v.incarnation, start: now, min: suspicionTimeout,
+            suspicions[v.node] = Suspicion(start: now, min: suspicionTimeout,
                                            max: suspicionTimeout * config.suspicionMaxMultiplier, wanted: max(0, wanted), confirmers: [])
         } else {
             suspicions[v.node] = nil
