@@ -736,15 +736,22 @@ extension Membership {
         // would overload exactly the node that is slow already. The others wait twice a
         // period for the subject's refutation — which the checkers' pings ask for.
         let n = UInt64(max(1, liveMemberCount))
-        guard runningChecks < config.maxConfirmations, prng.next() % n < UInt64(config.claimCheckers) else {
-            claims[v.node] = Claim(verdict: v, seq: 0, indirectAt: now, helpers: [], deadline: now + currentPeriod * 2,
-                                   claimers: [from], regossip: regossip)
-            return
+        var c = Claim(verdict: v, seq: 0, indirectAt: now, helpers: [], deadline: now + currentPeriod * 2,
+                      claimers: [from], regossip: regossip)
+        if runningChecks < config.maxConfirmations, prng.next() % n < UInt64(config.claimCheckers) {
+            out.append(startCheck(&c, now: now, deadline: now + currentPeriod * 2))
         }
-        let c = Claim(verdict: v, seq: takeSeq(), indirectAt: now + currentProbeTimeout, helpers: nil,
-                      deadline: now + currentPeriod * 2, claimers: [from], regossip: regossip)
         claims[v.node] = c
-        out.append(checkPing(v, seq: c.seq))
+    }
+
+    /// Makes `c` a running check — its ping now (returned), ping-req after the probe
+    /// timeout, suspect at `deadline` without an ack.
+    mutating func startCheck(_ c: inout Claim, now: Instant, deadline: Instant) -> MembershipDirective {
+        c.seq = takeSeq()
+        c.indirectAt = now + currentProbeTimeout
+        c.helpers = nil
+        c.deadline = deadline
+        return checkPing(c.verdict, seq: c.seq)
     }
 
     /// Claims this node is checking with its own ping now (at most `maxConfirmations`).
@@ -783,12 +790,8 @@ extension Membership {
             }
             if !c.isChecking {
                 // Nobody's check brought a refutation: this node checks now, for one period.
-                c.seq = takeSeq()
-                c.indirectAt = now + currentProbeTimeout
-                c.helpers = nil
-                c.deadline = now + currentPeriod
+                out.append(startCheck(&c, now: now, deadline: now + currentPeriod))
                 claims[id] = c
-                out.append(checkPing(c.verdict, seq: c.seq))
                 continue
             }
             let v = MemberVerdict(node: id, incarnation: c.verdict.incarnation, status: .suspect, origin: c.verdict.origin)
