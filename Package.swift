@@ -63,7 +63,7 @@ let package = Package(
         .target(name: "WWWSim", dependencies: ["WWWCore"]),
         // `wwwserve bench`: the node's overhead and throughput against direct upstream calls.
         .target(name: "WWWBench", dependencies: [
-            "WWWCore", "WWWAPI", "WWWBackends", "WWWNode", "WWWCrypto", "WWWSim",
+            "WWWCore", "WWWAPI", "WWWBackends", "WWWNode", "WWWCrypto", "WWWSim", "WWWStore",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

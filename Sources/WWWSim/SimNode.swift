@@ -62,7 +62,9 @@ public struct SimNodeConfig: Sendable {
 
 /// What a simulated node's disk holds (for crash-restarts).
 public struct SimNodeStore: Hashable, Sendable {
-    public var events: [LedgerEvent] = []
+    public var log = SimEventLog()
+    /// Every stored event, in restore order.
+    public var events: [LedgerEvent] { log.all }
     public var jobSequence: UInt64 = 0
     public var incarnation: UInt64 = 0
     public init() {}
@@ -140,7 +142,8 @@ public struct SimNode: SimulatedProcess {
             genesis: genesis, signer: SimSigner(index: index), crypto: SimCrypto(), address: address, seeds: seeds,
             membership: config.membership, ledger: config.ledger, replication: config.replication, period: config.period,
             declaredStake: config.declaredStake,
-            restored: NodeRestoreState(events: store.events, incarnation: store.incarnation, jobSequenceFloor: store.jobSequence))
+            restored: NodeRestoreState(events: store.events, genesis: genesis, crypto: SimCrypto(), config: config.ledger,
+                                       incarnation: store.incarnation, jobSequenceFloor: store.jobSequence))
         machine = NodeMachine(config: config.machine, network: setup, seed: seed)
         for b in config.machine.backends { engines[b.name] = SimEngine(profile: config.engine, capacity: b.capacity) }
     }
@@ -293,13 +296,23 @@ public struct SimNode: SimulatedProcess {
 
     // MARK: The interpreter
 
+    /// Runs one input and then, as `NodeRuntime` does, the conflicts its writes found (each
+    /// conflict input writes nothing new, so the loop ends).
     private mutating func run(_ input: NodeInput, now: Instant) -> [SimSend<SimWire>] {
         var out: [SimSend<SimWire>] = []
-        for d in machine.handle(input, now: now) { execute(d, now: now, into: &out) }
+        var pending = [input]
+        var rounds = 0
+        while let next = pending.popLast(), rounds < 64 {
+            rounds += 1
+            var conflicts: [(stored: LedgerEvent, written: LedgerEvent)] = []
+            for d in machine.handle(next, now: now) { execute(d, now: now, conflicts: &conflicts, into: &out) }
+            pending += conflicts.map { .storedConflict(stored: $0.stored, written: $0.written) }
+        }
         return out
     }
 
-    private mutating func execute(_ d: NodeDirective, now: Instant, into out: inout [SimSend<SimWire>]) {
+    private mutating func execute(_ d: NodeDirective, now: Instant, conflicts: inout [(stored: LedgerEvent, written: LedgerEvent)],
+                                  into out: inout [SimSend<SimWire>]) {
         switch d {
         case .send(let m, _, let address):
             if case .offerAnswer(let a) = m {
@@ -311,7 +324,11 @@ public struct SimNode: SimulatedProcess {
             out.append(SimSend(to: address, message: .peer(m, from: nodeID)))
         case .setTimer(let t, let at): timers[t] = at
         case .cancelTimer(let t): timers[t] = nil
-        case .persistEvents(let events): store.events += events
+        case .persistEvents(let events):
+            conflicts += store.log.append(events)
+        case .sendLedgerSync(var m, let fill, _, let address):
+            m.events += store.log.events(in: fill)
+            out.append(SimSend(to: address, message: .peer(.ledgerSync(m), from: nodeID)))
         case .persistJobSequence(let n): store.jobSequence = n
         case .runInference(let s, let job): startInference(s, job, now: now)
         case .openOffer(let s, let to, let address, let offer, let request):
@@ -461,11 +478,11 @@ extension Simulation where P == SimNode {
         let live = nodes.indices.filter { participates($0) }
         guard let first = live.first else { return true }
         let l0 = nodes[first].process.ledger
-        let ids0 = Set(l0.heldEvents.map(\.id))
+        let ids0 = nodes[first].process.store.log.ids
         return live.allSatisfy { i in
             let l = nodes[i].process.ledger
-            return l.bufferedCount == 0 && l.digest() == l0.digest() && l.balances == l0.balances && l.heldCount == l0.heldCount
-                && Set(l.heldEvents.map(\.id)) == ids0
+            return l.bufferedCount == 0 && l.digest() == l0.digest() && l.balances == l0.balances
+                && l.equivocators == l0.equivocators && nodes[i].process.store.log.ids == ids0
         }
     }
 }

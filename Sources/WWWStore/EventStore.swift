@@ -191,6 +191,60 @@ public final class EventStore<E: StorableEvent>: Sendable {
             arguments: [author, after, limit])
     }
 
+    /// The events of each run `(author, afterSeq, count)`: sequence numbers `afterSeq + 1 …
+    /// afterSeq + count`, ascending, as far as they are contiguous (a slot with two events —
+    /// an equivocation — yields both, by id). One read transaction.
+    public func events(inRuns runs: [(author: String, afterSeq: UInt64, count: Int)]) throws -> [E] {
+        let rows: [Row] = try pool.read { db in
+            var out: [Row] = []
+            for run in runs where run.count > 0 {
+                let after = Int64(clamping: run.afterSeq)
+                let last = after &+ Int64(run.count)
+                let found = try Row.fetchAll(
+                    db, sql: "SELECT id, author_seq, body FROM events WHERE author = ? AND author_seq > ? AND author_seq <= ? ORDER BY author_seq, id",
+                    arguments: [run.author, after, last])
+                var expected = after + 1
+                for row in found {
+                    let seq: Int64 = row["author_seq"]
+                    if seq == expected { expected += 1 } else if seq != expected - 1 { break }
+                    out.append(row)
+                }
+            }
+            return out
+        }
+        return try decode(rows)
+    }
+
+    /// Calls `body` with every stored event, `pageSize` at a time, ordered by (author,
+    /// author_seq, id) — the order `Ledger.restore` wants — holding one page in memory.
+    public func forEachPage(size pageSize: Int = 4096, _ body: ([E]) throws -> Void) throws {
+        precondition(pageSize > 0)
+        var after: (author: String, seq: Int64, id: String)? = nil
+        while true {
+            let rows: [Row] = try pool.read { db in
+                guard let a = after else {
+                    return try Row.fetchAll(db, sql: "SELECT id, author, author_seq, body FROM events ORDER BY author, author_seq, id LIMIT ?",
+                                            arguments: [pageSize])
+                }
+                return try Row.fetchAll(
+                    db, sql: "SELECT id, author, author_seq, body FROM events WHERE (author, author_seq, id) > (?, ?, ?) ORDER BY author, author_seq, id LIMIT ?",
+                    arguments: [a.author, a.seq, a.id, pageSize])
+            }
+            guard let last = rows.last else { return }
+            after = (last["author"], last["author_seq"], last["id"])
+            try body(try decode(rows))
+            if rows.count < pageSize { return }
+        }
+    }
+
+    /// Calls `body` with every stored event id (hex), ascending, without loading bodies.
+    public func forEachID(_ body: (String) -> Void) throws {
+        try pool.read { db in
+            let cursor = try String.fetchCursor(db, sql: "SELECT id FROM events ORDER BY id")
+            while let id = try cursor.next() { body(id) }
+        }
+    }
+
     /// The event with `id`, or nil.
     public func event(id: String) throws -> E? {
         try decodeRows(sql: "SELECT id, body FROM events WHERE id = ?", arguments: [id]).first
@@ -214,7 +268,10 @@ public final class EventStore<E: StorableEvent>: Sendable {
     }
 
     private func decodeRows(sql: String, arguments: StatementArguments) throws -> [E] {
-        let rows = try pool.read { db in try Row.fetchAll(db, sql: sql, arguments: arguments) }
+        try decode(try pool.read { db in try Row.fetchAll(db, sql: sql, arguments: arguments) })
+    }
+
+    private func decode(_ rows: [Row]) throws -> [E] {
         let decoder = JSONDecoder()
         return try rows.map { row in
             let id: String = row["id"]

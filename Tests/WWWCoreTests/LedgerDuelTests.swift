@@ -17,7 +17,7 @@ struct LedgerDuelTests {
                                 sourceLocation: SourceLocation = #_sourceLocation) {
         let (l, d, e) = settle(s, author: author)
         #expect(d == [.rejected(e, reason), .acknowledge(to: Fx.node(12), digest: [:])], sourceLocation: sourceLocation)
-        #expect(l.heldCount == 0, sourceLocation: sourceLocation)
+        #expect(l.chainedCount == 0, sourceLocation: sourceLocation)
     }
 
     @Test func winnerTakesLoserBondAndMinorityJudgePaysMajority() {
@@ -86,7 +86,7 @@ struct LedgerDuelTests {
         let s = Fx.settlement(requester: 1, first: 2, second: 3, judges: [4, 5, 6], verdicts: [4: .first, 5: .first])
         let e1 = Fx.event(1, 1, .duelSettlement(s)), e2 = Fx.event(1, 2, .duelSettlement(s), at: Fx.t0 + .seconds(1))
         _ = l.receive([e1, e2], from: Fx.node(12), now: Fx.t0 + .seconds(1))
-        #expect(l.heldCount == 2)
+        #expect(l.chainedCount == 2)
         #expect(Fx.deltas(l) == [Fx.node(1): -400_000, Fx.node(2): 5_000_000, Fx.node(3): -5_000_000,
                                  Fx.node(4): 200_000, Fx.node(5): 200_000])
     }

@@ -1,5 +1,6 @@
 import Testing
 @testable import WWWCore
+import WWWSim
 
 /// Fixtures shared by the ledger tests (prefixed to stay clear of other suites).
 enum LedgerFx {
@@ -53,8 +54,8 @@ enum LedgerFx {
                            seq: UInt64 = 1) -> DuelSettlement {
         let job = job(r, seq)
         let panel = judges.map(node).sorted()
-        let a1 = DuelAcceptance(job: job, requester: node(r), executor: node(e1), judges: panel, bond: bond1)
-        let a2 = DuelAcceptance(job: job, requester: node(r), executor: node(e2), judges: panel, bond: bond2)
+        let a1 = DuelAcceptance(job: job, requester: node(r), executor: node(e1), judges: panel, bond: bond1, expiresAt: t0 + .seconds(3600))
+        let a2 = DuelAcceptance(job: job, requester: node(r), executor: node(e2), judges: panel, bond: bond2, expiresAt: t0 + .seconds(3600))
         let h1 = hash("answer 1"), h2 = hash("answer 2")
         let pair = DuelPair.hash(job: job, first: node(e1), firstResponse: h1, second: node(e2),
                                  secondResponse: h2, crypto: crypto)
@@ -77,5 +78,38 @@ enum LedgerFx {
             if change != 0 { d[n] = change }
         }
         return d
+    }
+}
+
+/// A ledger with its store, driven as the node drives them: `persist` directives go to an
+/// in-memory `SimEventLog`, conflicts the store finds come back through `storedConflict`,
+/// and anti-entropy reads its ranges from the store.
+struct StoredLedger {
+    var ledger: Ledger
+    var log = SimEventLog()
+
+    init(_ ledger: Ledger = LedgerFx.ledger()) { self.ledger = ledger }
+
+    /// `Ledger.receive` plus the driver's part; returns the ledger's directives and those of
+    /// the conflicts the store found.
+    @discardableResult
+    mutating func receive(_ events: [LedgerEvent], from: NodeID, now: Instant) -> [LedgerDirective] {
+        drive(ledger.receive(events, from: from, now: now))
+    }
+
+    private mutating func drive(_ directives: [LedgerDirective]) -> [LedgerDirective] {
+        var out = directives
+        for case .persist(let events) in directives {
+            for c in log.append(events) { out += drive(ledger.storedConflict(c.stored, c.written)) }
+        }
+        return out
+    }
+
+    /// Every stored event, in restore order.
+    var heldEvents: [LedgerEvent] { log.all }
+
+    /// The events anti-entropy would send a peer with `digest`.
+    func eventsMissing(from digest: [NodeID: UInt64], limit: Int) -> [LedgerEvent] {
+        log.events(in: ledger.rangesMissing(from: digest, limit: limit))
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import WWWCore
+import WWWSim
 
 @Suite("Ledger: canonical format")
 struct LedgerCanonicalTests {
@@ -100,7 +101,7 @@ struct LedgerDirectiveTests {
         let wrong = Fx.receipt(requester: 1, executor: 3, seq: 1)  // names executor 3, author is 2
         #expect(l.append(wrong, now: Fx.t0, signer: Fx.signer(2)) == [.rejected(Fx.event(2, 1, wrong), .wrongExecutor)])
         #expect(l.highWater(of: Fx.node(2)) == 0)
-        #expect(l.heldCount == 0)
+        #expect(l.chainedCount == 0)
     }
 
     @Test func receiveValidPersistsBeforeAcknowledging() {
@@ -118,7 +119,7 @@ struct LedgerDirectiveTests {
                                  body: good.body, signature: Fx.signer(3).sign(good.unsignedCanonical.bytes))
         #expect(l.receive([forged], from: Fx.node(9), now: Fx.t0)
                 == [.rejected(forged, .badSignature), .acknowledge(to: Fx.node(9), digest: [:])])
-        #expect(l.heldCount == 0 && Fx.deltas(l).isEmpty)
+        #expect(l.chainedCount == 0 && Fx.deltas(l).isEmpty)
     }
 
     @Test func receiveRejectsRuleBreakers() {
@@ -140,7 +141,7 @@ struct LedgerDirectiveTests {
             var l = Fx.ledger()
             #expect(l.receive([e], from: Fx.node(9), now: Fx.t0)
                     == [.rejected(e, reason), .acknowledge(to: Fx.node(9), digest: [:])], "\(reason)")
-            #expect(l.heldCount == 0)
+            #expect(l.chainedCount == 0)
         }
         #expect(LedgerRejection.fromTheFuture.isTransient && !LedgerRejection.wrongExecutor.isTransient)
     }
@@ -161,7 +162,7 @@ struct LedgerDirectiveTests {
         let e2 = Fx.event(2, 2, Fx.receipt(requester: 1, executor: 2, seq: 2))
         let e3 = Fx.event(2, 3, Fx.receipt(requester: 1, executor: 2, seq: 3))
         #expect(l.receive([e3, e2], from: Fx.node(9), now: Fx.t0) == [.acknowledge(to: Fx.node(9), digest: [:])])
-        #expect(l.bufferedCount == 2 && l.heldCount == 0 && Fx.deltas(l).isEmpty)
+        #expect(l.bufferedCount == 2 && l.chainedCount == 0 && Fx.deltas(l).isEmpty)
         #expect(l.receive([e1], from: Fx.node(9), now: Fx.t0)
                 == [.persist([e1, e2, e3]), .acknowledge(to: Fx.node(9), digest: [Fx.node(2): 3])])
         #expect(l.bufferedCount == 0)
@@ -201,7 +202,7 @@ struct LedgerDirectiveTests {
         let e1 = Fx.event(2, 1, body), e2 = Fx.event(2, 2, body, at: Fx.t0 + .seconds(1))
         #expect(e1.id != e2.id)
         _ = l.receive([e2, e1], from: Fx.node(9), now: Fx.t0 + .seconds(1))
-        #expect(l.heldCount == 2)
+        #expect(l.chainedCount == 2)
         #expect(Fx.deltas(l) == [Fx.node(1): -1_000_000, Fx.node(2): 1_000_000])
     }
 
@@ -258,12 +259,19 @@ struct LedgerDirectiveTests {
         let b1 = Fx.event(hi, 1, Fx.receipt(requester: 1, executor: hi, seq: 3))
         _ = l.receive([b1, a2, a1], from: Fx.node(9), now: Fx.t0)
         #expect(l.digest() == [Fx.node(lo): 2, Fx.node(hi): 1])
-        #expect(l.eventsMissing(from: [:], limit: 10) == [a1, a2, b1])
-        #expect(l.eventsMissing(from: [:], limit: 2) == [a1, a2])
-        #expect(l.eventsMissing(from: [Fx.node(lo): 1], limit: 10) == [a2, b1])
-        #expect(l.eventsMissing(from: [Fx.node(lo): 2, Fx.node(hi): 1], limit: 10) == [])
-        #expect(l.eventsMissing(from: [Fx.node(lo): 5, Fx.node(hi): 0], limit: 10) == [b1])
-        #expect(l.eventsMissing(from: [:], limit: 0) == [])
+        let (nlo, nhi) = (Fx.node(lo), Fx.node(hi))
+        #expect(l.rangesMissing(from: [:], limit: 10)
+                == [LedgerRange(author: nlo, afterSeq: 0, count: 2), LedgerRange(author: nhi, afterSeq: 0, count: 1)])
+        #expect(l.rangesMissing(from: [:], limit: 2) == [LedgerRange(author: nlo, afterSeq: 0, count: 2)])
+        #expect(l.rangesMissing(from: [nlo: 1], limit: 10)
+                == [LedgerRange(author: nlo, afterSeq: 1, count: 1), LedgerRange(author: nhi, afterSeq: 0, count: 1)])
+        #expect(l.rangesMissing(from: [nlo: 2, nhi: 1], limit: 10) == [])
+        #expect(l.rangesMissing(from: [nlo: 5, nhi: 0], limit: 10) == [LedgerRange(author: nhi, afterSeq: 0, count: 1)])
+        #expect(l.rangesMissing(from: [:], limit: 0) == [])
+        // The simulator's store reads the ranges as the node's SQLite store does.
+        var log = SimEventLog()
+        _ = log.append([b1, a2, a1])
+        #expect(log.events(in: l.rangesMissing(from: [nlo: 1], limit: 10)) == [a2, b1])
     }
 
     @Test func restoreIsIdempotentAndNeverAppliesTwice() {

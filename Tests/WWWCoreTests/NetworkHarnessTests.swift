@@ -91,7 +91,7 @@ private struct World {
     }
 
     var receipts: Int { sim.nodes.reduce(0) { $0 + $1.process.counters.receiptsRecorded } }
-    func heldIDs(_ i: Int) -> Set<EventID> { Set(sim.nodes[i].process.ledger.heldEvents.map(\.id)) }
+    func heldIDs(_ i: Int) -> Set<EventID> { sim.nodes[i].process.store.log.ids }
     func result(_ r: (node: Int, id: RequestID)) -> SimRequestResult? { sim.nodes[r.node].process.results[r.id] }
     /// Requests of nodes that did not crash and that have not ended.
     func unfinished(excluding crashed: Set<Int> = []) -> Int {
@@ -271,7 +271,7 @@ struct NetworkHarnessTests {
             let done = res?.finishedAt ?? w.sim.now
             w.sim.run(until: done + .milliseconds(25))
             let p = w.sim.nodes[r].process
-            let mine = p.ledger.heldEvents.filter {
+            let mine = p.store.events.filter {
                 if case .jobReceipt(let rc) = $0.body { rc.authorization.value.requester == p.nodeID } else { false }
             }
             if mine.count == k / 3 + 1 { known += 1 }
@@ -389,8 +389,8 @@ struct NetworkHarnessTests {
         _ = b.receive([e1b], from: LedgerFx.node(3), now: LedgerFx.t0)
         #expect(b.equivocators == [LedgerFx.node(3)])
         #expect(a.digest() == b.digest())
-        #expect(a.eventsMissing(from: b.digest(), limit: 256) == [])
-        #expect(b.eventsMissing(from: a.digest(), limit: 256) == [])
+        #expect(a.rangesMissing(from: b.digest(), limit: 256) == [])
+        #expect(b.rangesMissing(from: a.digest(), limit: 256) == [])
         #expect(a.balance(of: LedgerFx.node(3)) == Credits(credits: 101))
         #expect(b.balance(of: LedgerFx.node(3)) == Credits(credits: 100))
         let carried = LedgerSyncProofs.carried(by: b)

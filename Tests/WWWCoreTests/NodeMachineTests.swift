@@ -466,7 +466,7 @@ struct NodeMachineExecutorTests {
         #expect(m.handle(.stream(s1, .failed(.connectionLost)), now: ms(200)) == [.cancelStream(s1)])
         #expect(m.acceptedJobs == 0)
         #expect(m.inFlight(backend: "local") == 0)
-        #expect(m.ledger?.heldCount == 0)
+        #expect(m.ledger?.chainedCount == 0)
     }
 
     @Test("a job whose authorization expired while it ran is abandoned by the period sweep")
@@ -569,5 +569,53 @@ struct NodeMachineExecutorTests {
         } else {
             Issue.record("expected a reply to the member")
         }
+    }
+}
+
+@Suite("NodeMachine: the ledger's events live in the driver's store")
+struct NodeMachineStoreTests {
+    /// Two receipts by node 3 (requester 1) as a push from member 1.
+    private func machineWithNode3Chain() -> (NodeMachine, [LedgerEvent]) {
+        var m = F.networked(2, backends: [F.backend()])
+        _ = F.learn(&m, [F.record(1)])
+        let events = (1...2).map { i in
+            LedgerEvent(authorSeq: UInt64(i), createdAt: ms(Int64(i)),
+                        body: .jobReceipt(JobReceipt(authorization: F.auth(requester: 1, executor: 3, seq: UInt64(i), expiresAt: ms(60_000)),
+                                                     responseHash: F.outcome().responseHash, inputTokens: 1, outputTokens: 1)),
+                        signer: F.signer(3), crypto: F.crypto)
+        }
+        _ = m.handle(.peerMessage(.ledgerSync(LedgerSyncMessage(role: .push, digest: [:], events: events)),
+                                  from: F.id(1), fromAddress: F.addr(1)), now: ms(3))
+        return (m, events)
+    }
+
+    @Test("a reply names the ranges the requester lacks; the driver fills them from its store")
+    func repliesNameRanges() {
+        var (m, _) = machineWithNode3Chain()
+        let out = m.handle(.peerMessage(.ledgerSync(LedgerSyncMessage(role: .request, digest: [F.id(3): 1])),
+                                        from: F.id(1), fromAddress: F.addr(1)), now: ms(4))
+        let reply = LedgerSyncMessage(role: .reply, digest: [F.id(3): 2])
+        #expect(out == [.sendLedgerSync(reply, fill: [LedgerRange(author: F.id(3), afterSeq: 1, count: 1)], to: F.id(1), address: F.addr(1))])
+        // Nothing lacking: a plain reply.
+        #expect(m.handle(.peerMessage(.ledgerSync(LedgerSyncMessage(role: .request, digest: [F.id(3): 2])),
+                                      from: F.id(1), fromAddress: F.addr(1)), now: ms(5))
+                == [.send(.ledgerSync(reply), to: F.id(1), address: F.addr(1))])
+    }
+
+    @Test("a conflict the store found is proven, excluded and pushed to peers")
+    func storedConflictIsProvenAndPushed() {
+        var (m, events) = machineWithNode3Chain()
+        let rival = LedgerEvent(authorSeq: 1, createdAt: ms(1),
+                                body: .jobReceipt(JobReceipt(authorization: F.auth(requester: 4, executor: 3, seq: 9, expiresAt: ms(60_000)),
+                                                             responseHash: F.outcome().responseHash, inputTokens: 1, outputTokens: 1)),
+                                signer: F.signer(3), crypto: F.crypto)
+        let proof = EquivocationProof(events[0], rival)
+        let out = m.handle(.storedConflict(stored: events[0], written: rival), now: ms(6))
+        let push = LedgerSyncMessage(role: .push, digest: [F.id(3): 2], events: [proof.first, proof.second],
+                                     proofs: [proof.first, proof.second])
+        #expect(out == [.notify(.equivocation(author: F.id(3), authorSeq: 1)),
+                        .send(.ledgerSync(push), to: F.id(1), address: F.addr(1))])
+        #expect(m.ledger?.isEquivocating(F.id(3)) == true)
+        #expect(m.handle(.storedConflict(stored: events[0], written: rival), now: ms(7)) == [])
     }
 }

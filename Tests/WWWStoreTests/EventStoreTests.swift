@@ -155,3 +155,39 @@ typealias Store = EventStore<TestEvent>
         #expect(throws: EventStoreError.self) { try store.incrementCounter("note") }
     }
 }
+
+@Suite struct EventStoreReadTests {
+    typealias Store = EventStore<TestEvent>
+
+    @Test func runsAreReadAsFarAsTheyAreContiguous() throws {
+        let dir = TempDir()
+        let store = try Store(dataDirectory: dir.path)
+        // a: 1, 2, 2' (an equivocation), 3, 5 (4 missing); b: 1.
+        try store.append([TestEvent(id: "a1", author: "a", seq: 1), TestEvent(id: "a2", author: "a", seq: 2),
+                          TestEvent(id: "a2x", author: "a", seq: 2), TestEvent(id: "a3", author: "a", seq: 3),
+                          TestEvent(id: "a5", author: "a", seq: 5), TestEvent(id: "b1", author: "b", seq: 1)])
+        #expect(try store.events(inRuns: [("a", 1, 10)]).map(\.id) == ["a2", "a2x", "a3"])
+        #expect(try store.events(inRuns: [("a", 0, 1), ("b", 0, 5)]).map(\.id) == ["a1", "b1"])
+        #expect(try store.events(inRuns: [("a", 3, 2)]).map(\.id) == [])
+        #expect(try store.events(inRuns: [("a", 4, 1), ("c", 0, 3)]).map(\.id) == ["a5"])
+    }
+
+    @Test(arguments: [1, 2, 5, 4096])
+    func pagesVisitEveryEventOnceInRestoreOrder(pageSize: Int) throws {
+        let dir = TempDir()
+        let store = try Store(dataDirectory: dir.path)
+        let events = (1...7).flatMap { s in ["b", "a"].map { TestEvent(id: "\($0)\(s)", author: $0, seq: UInt64(s)) } }
+            + [TestEvent(id: "a3x", author: "a", seq: 3)]
+        try store.append(events.shuffled())
+        var seen: [String] = []
+        try store.forEachPage(size: pageSize) { page in
+            #expect(page.count <= pageSize)
+            seen += page.map(\.id)
+        }
+        #expect(seen == (try store.loadAll()).map(\.id))
+        #expect(seen.count == 15 && seen.prefix(4) == ["a1", "a2", "a3", "a3x"])
+        var ids: [String] = []
+        try store.forEachID { ids.append($0) }
+        #expect(ids == seen.sorted())
+    }
+}

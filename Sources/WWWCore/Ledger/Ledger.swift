@@ -8,14 +8,19 @@ public struct LedgerConfig: Hashable, Sendable {
     public var maxClockSkew: Duration
     /// Events one `receive` call processes; the rest are refused as `.batchTooLarge` [1024].
     public var maxReceiveBatch: Int
+    /// The last events of each author's chain kept in memory [16]: duplicates among them are
+    /// recognised (and conflicts proven) without the store; older ones go to the store as
+    /// candidates (`LedgerDirective.persist`).
+    public var recentPerAuthor: Int
 
     public init(maxBufferedEvents: Int = 4096, maxLookahead: UInt64 = 1024,
-                maxClockSkew: Duration = .seconds(600), maxReceiveBatch: Int = 1024) {
-        precondition(maxBufferedEvents >= 0 && maxReceiveBatch >= 1)
+                maxClockSkew: Duration = .seconds(600), maxReceiveBatch: Int = 1024, recentPerAuthor: Int = 16) {
+        precondition(maxBufferedEvents >= 0 && maxReceiveBatch >= 1 && recentPerAuthor >= 1)
         self.maxBufferedEvents = maxBufferedEvents
         self.maxLookahead = maxLookahead
         self.maxClockSkew = maxClockSkew
         self.maxReceiveBatch = maxReceiveBatch
+        self.recentPerAuthor = recentPerAuthor
     }
 }
 
@@ -46,10 +51,29 @@ public struct EquivocationProof: Hashable, Sendable, Codable {
     }
 }
 
+/// A run of one author's chain: the events at authorSeq `afterSeq + 1 … afterSeq + count`.
+/// The ledger names runs; the driver reads their events from its store.
+public struct LedgerRange: Hashable, Sendable {
+    public var author: NodeID
+    public var afterSeq: UInt64
+    public var count: Int
+
+    public init(author: NodeID, afterSeq: UInt64, count: Int) {
+        precondition(count >= 1, "a range holds at least one event")
+        self.author = author
+        self.afterSeq = afterSeq
+        self.count = count
+    }
+}
+
 /// What the driver must do after a `Ledger` handler, in the order given.
 public enum LedgerDirective: Hashable, Sendable {
     /// Write these events durably (idempotently: INSERT OR IGNORE by id) before acting on
-    /// any directive after it. They are new to the held set, in application order.
+    /// any directive after it, in application order. Most are new to the chains; an event
+    /// far below its author's high-water (older than the `recentPerAuthor` the ledger keeps)
+    /// cannot be checked in memory and is written as a candidate: the store keeps it only
+    /// if new, and when it holds a different event at the same (author, authorSeq) the
+    /// driver reports the pair through `Ledger.storedConflict`.
     case persist([LedgerEvent])
     /// Disseminate the local node's new events to peers (after `persist`).
     case publish([LedgerEvent])
@@ -63,7 +87,7 @@ public enum LedgerDirective: Hashable, Sendable {
 
 /// What `restore` found in the store.
 public struct LedgerRestoreSummary: Hashable, Sendable {
-    /// Events added to the held set.
+    /// Events added to the chains, the buffer or a proof.
     public var restored: Int = 0
     /// Events already held (a second restore, or repeated rows).
     public var duplicates: Int = 0
@@ -71,47 +95,103 @@ public struct LedgerRestoreSummary: Hashable, Sendable {
     public var corrupt: [EventID] = []
     /// Authors found equivocating in the stored events.
     public var equivocators: [NodeID] = []
+
+    public init(restored: Int = 0, duplicates: Int = 0, corrupt: [EventID] = [], equivocators: [NodeID] = []) {
+        self.restored = restored
+        self.duplicates = duplicates
+        self.corrupt = corrupt
+        self.equivocators = equivocators
+    }
+
+    /// Adds another page's summary (restores run page by page).
+    public mutating func merge(_ other: LedgerRestoreSummary) {
+        restored += other.restored
+        duplicates += other.duplicates
+        corrupt += other.corrupt
+        equivocators += other.equivocators
+    }
 }
 
 /// The signed credit ledger of DESIGN.md §5 as a pure state machine.
 ///
-/// Holds a grow-only set of signed events; every author's events form a chain 1, 2, 3, …;
-/// the Scuttlebutt digest is `{author: highest contiguous authorSeq}` (van Renesse et al.,
-/// "Efficient Reconciliation and Flow Control for Anti-Entropy Protocols", 2008). Events
-/// past a gap wait in a bounded buffer. Two different events at one (author, authorSeq)
-/// are equivocation: both are kept as proof and every event of that author is excluded
-/// from balances.
+/// Replicates a grow-only set of signed events; every author's events form a chain 1, 2,
+/// 3, …; the Scuttlebutt digest is `{author: highest contiguous authorSeq}` (van Renesse et
+/// al., "Efficient Reconciliation and Flow Control for Anti-Entropy Protocols", 2008).
+/// Events past a gap wait in a bounded buffer. Two different events at one (author,
+/// authorSeq) are equivocation: both are kept as proof and every event of that author is
+/// excluded from balances.
 ///
-/// Balances are a pure function of (genesis, held events): genesis grants plus the
-/// transfers of each counted event, where counted = held, in its author's chain, author
-/// not equivocating, and, among events with the same effect key (a `jobReceipt` per
-/// (executor, job); a `duelSettlement` per (requester, job)), only the smallest id.
-/// Σ balances = Σ grants always.
+/// Balances are a pure function of (genesis, chains): genesis grants plus the transfers of
+/// each counted event, where counted = in its author's chain, author not equivocating, its
+/// `createdAt` not before its chain predecessor's, and, among events with the same effect
+/// key (a `jobReceipt` per (executor, job); a `duelSettlement` per (requester, job)), only
+/// the smallest id. Σ balances = Σ grants always.
+///
+/// Memory does not grow with the events (docs/protocol.md, "Ledger memory"): the events
+/// live in the driver's store (`persist` directives; anti-entropy names `LedgerRange`s for
+/// the driver to read). In memory per author: the high-water, the last `recentPerAuthor`
+/// events, the net credits its counted events moved, and the effect keys that can still
+/// recur — a key's authorization or acceptances expire, and an expired key can never be
+/// counted again once its author's chain has passed the expiry (a later event is either
+/// created after the expiry and refused, or created before its predecessor and uncounted).
 public struct Ledger: Sendable {
     public let genesis: Genesis
     public let config: LedgerConfig
     private let crypto: any CryptoProvider
 
-    /// Held (persisted) events by id: chains plus proof events.
-    private var held: [EventID: LedgerEvent] = [:]
-    /// Per author, the chain's ids: index i is authorSeq i + 1.
-    private var chains: [NodeID: [EventID]] = [:]
+    /// Per author with a non-empty chain.
+    private var authors: [NodeID: AuthorState] = [:]
     /// Per author, validated events past a gap, by authorSeq (one per slot).
     private var buffer: [NodeID: [UInt64: LedgerEvent]] = [:]
     /// Events in `buffer`.
     public private(set) var bufferedCount = 0
     /// The first proof found per equivocating author.
     private var proofs: [NodeID: EquivocationProof] = [:]
-    /// The counted event per effect key.
-    private var winners: [EffectKey: EventID] = [:]
+    /// Events in all chains (Σ high-waters).
+    public private(set) var chainedCount = 0
+    /// Chain events not counted because their `createdAt` is before their predecessor's.
+    public private(set) var regressedCount = 0
     /// Current balances: exactly the nodes whose balance is not zero (absent = zero), so
     /// equal ledgers have equal dictionaries.
     public private(set) var balances: [NodeID: Credits]
 
+    /// What the ledger keeps of one author's chain.
+    private struct AuthorState: Sendable {
+        var highWater: UInt64 = 0
+        /// The last ≤ `recentPerAuthor` chain events, oldest first (the head is last).
+        var recent: [LedgerEvent] = []
+        /// Counted events' effects whose key can still recur.
+        var effects: [EffectKey: Effect] = [:]
+        /// `effects.count` after the last prune (pruning is amortised).
+        var effectsAfterPrune = 0
+        /// Net µcredits per node that this author's counted events moved (to uncount them
+        /// all at once if the author is proven to equivocate).
+        var contribution: [NodeID: Credits] = [:]
+
+        var head: LedgerEvent? { recent.last }
+
+        /// The chain event at `seq` if it is among the recent ones.
+        func recentEvent(at seq: UInt64) -> LedgerEvent? {
+            let first = highWater - UInt64(recent.count) + 1
+            guard seq >= first, seq <= highWater else { return nil }
+            return recent[Int(seq - first)]
+        }
+    }
+
     private struct EffectKey: Hashable, Sendable {
-        var author: NodeID
-        var kind: String
+        var kind: UInt8
         var job: JobID
+    }
+
+    private struct Effect: Sendable {
+        var id: EventID
+        var expiresAt: Instant
+        var transfers: [Transfer]
+    }
+
+    private struct Slot: Hashable {
+        var author: NodeID
+        var seq: UInt64
     }
 
     /// What one handler call produced, before it becomes directives.
@@ -119,7 +199,15 @@ public struct Ledger: Sendable {
         var persisted: [LedgerEvent] = []
         var proofs: [EquivocationProof] = []
         var rejected: [(LedgerEvent, LedgerRejection)] = []
+        /// Old events written as candidates in this call, by slot (a pair in one call is a
+        /// proof without the store).
+        var candidates: [Slot: LedgerEvent] = [:]
         var unboundedBuffer = false
+        var isRestore = false
+    }
+
+    private enum Placement {
+        case chained, buffered, duplicate, conflict, candidate, refused
     }
 
     public init(genesis: Genesis, crypto: any CryptoProvider, config: LedgerConfig = LedgerConfig()) {
@@ -153,15 +241,11 @@ public struct Ledger: Sendable {
 
     /// The Scuttlebutt digest: `{author: highest contiguous authorSeq}` for every author held.
     public func digest() -> [NodeID: UInt64] {
-        var d = [NodeID: UInt64]()
-        for (author, chain) in chains where !chain.isEmpty { d[author] = UInt64(chain.count) }
-        return d
+        authors.mapValues(\.highWater)
     }
 
     /// The last event of `author`'s contiguous chain, if any.
-    public func head(of author: NodeID) -> LedgerEvent? {
-        chains[author]?.last.flatMap { held[$0] }
-    }
+    public func head(of author: NodeID) -> LedgerEvent? { authors[author]?.head }
 
     /// Whether `event` is well-formed and validly signed (the checks `receive` applies).
     public func isAuthentic(_ event: LedgerEvent, now: Instant) -> Bool {
@@ -169,26 +253,35 @@ public struct Ledger: Sendable {
     }
 
     /// The highest contiguous authorSeq held for `author` (0 when none).
-    public func highWater(of author: NodeID) -> UInt64 { UInt64(chains[author]?.count ?? 0) }
+    public func highWater(of author: NodeID) -> UInt64 { authors[author]?.highWater ?? 0 }
 
-    /// Up to `limit` chain events the remote lacks given its digest, by (author, authorSeq):
-    /// each author's events start right after the remote's high-water, so the remote can
-    /// apply them without a gap.
-    public func eventsMissing(from remote: [NodeID: UInt64], limit: Int) -> [LedgerEvent] {
+    /// Up to `limit` chain events the remote lacks given its digest, as runs by (author,
+    /// authorSeq): each author's run starts right after the remote's high-water, so the
+    /// remote can apply them without a gap. The driver reads the events from its store.
+    public func rangesMissing(from remote: [NodeID: UInt64], limit: Int) -> [LedgerRange] {
         precondition(limit >= 0, "limit must be >= 0")
-        var out = [LedgerEvent]()
-        guard limit > 0 else { return out }
-        for author in chains.keys.sorted() {
-            let chain = chains[author]!
-            let theirs = remote[author] ?? 0
-            guard theirs < UInt64(chain.count) else { continue }
-            for index in Int(theirs)..<chain.count {
-                out.append(held[chain[index]]!)
-                if out.count == limit { return out }
-            }
+        var out = [LedgerRange]()
+        var left = limit
+        for author in authors.keys.sorted() where left > 0 {
+            let mine = authors[author]!.highWater, theirs = remote[author] ?? 0
+            guard theirs < mine else { continue }
+            let n = Int(min(mine - theirs, UInt64(left)))
+            out.append(LedgerRange(author: author, afterSeq: theirs, count: n))
+            left -= n
         }
         return out
     }
+
+    /// The jobs `executor` holds counted receipts for whose authorization has not expired
+    /// as far as the ledger can tell (a superset of the live ones), with their expiry.
+    public func liveReceipts(of executor: NodeID) -> [(job: JobID, expiresAt: Instant)] {
+        guard let st = authors[executor] else { return [] }
+        return st.effects.compactMap { $0.key.kind == Self.receiptKind ? ($0.key.job, $0.value.expiresAt) : nil }
+            .sorted { $0.expiresAt < $1.expiresAt }
+    }
+
+    /// Effect keys held in memory, over all authors (for benchmarks and metrics).
+    public var liveEffectCount: Int { authors.values.reduce(0) { $0 + $1.effects.count } }
 
     /// Whether `node` has been proven to equivocate.
     public func isEquivocating(_ node: NodeID) -> Bool { proofs[node] != nil }
@@ -199,29 +292,22 @@ public struct Ledger: Sendable {
     /// One proof per equivocating author, ascending by author.
     public var equivocationProofs: [EquivocationProof] { equivocators.map { proofs[$0]! } }
 
-    /// The held event with `id`, if any.
-    public func event(_ id: EventID) -> LedgerEvent? { held[id] }
-
-    /// Number of held (persisted) events.
-    public var heldCount: Int { held.count }
-
-    /// Held events, ascending by id (for tests and dumps).
-    public var heldEvents: [LedgerEvent] { held.values.sorted { $0.id < $1.id } }
-
     // MARK: - Handlers
 
     /// Creates, applies and signs the local node's next event (authorSeq = high-water + 1,
-    /// createdAt = now). Returns `[.persist([e]), .publish([e])]`, or `[.rejected(e, reason)]`
-    /// when the body breaks a rule (the sequence number is then not consumed).
+    /// createdAt = now, or the head's createdAt if the clock went back). Returns
+    /// `[.persist([e]), .publish([e])]`, or `[.rejected(e, reason)]` when the body breaks a
+    /// rule (the sequence number is then not consumed).
     /// The driver must not append before its own chain is restored, or it equivocates.
     public mutating func append(_ body: LedgerEventBody, now: Instant, signer: any MessageSigner) -> [LedgerDirective] {
         let seq = highWater(of: signer.nodeID) + 1
-        let event = LedgerEvent(authorSeq: seq, createdAt: now, body: body, signer: signer, crypto: crypto)
-        if let reason = validate(event, now: now, checkSignatures: true) {
+        let at = max(now, head(of: signer.nodeID)?.createdAt ?? now)
+        let event = LedgerEvent(authorSeq: seq, createdAt: at, body: body, signer: signer, crypto: crypto)
+        if let reason = validate(event, now: at, checkSignatures: true) {
             return [.rejected(event, reason)]
         }
         var step = Step()
-        ingest(event, &step)
+        _ = ingest(event, &step)
         checkConservation()
         // Slot high-water + 1 is empty in the chain and (drained) in the buffer: no conflict.
         precondition(step.proofs.isEmpty && step.persisted.first == event, "own next event applies cleanly")
@@ -230,21 +316,21 @@ public struct Ledger: Sendable {
     }
 
     /// Validates and applies events a peer sent (in any order). Directives, in order:
-    /// `.persist(new events)` if any, `.equivocation(proof)` per newly proven author,
-    /// `.rejected(event, reason)` per refused event (input order), then
-    /// `.acknowledge(to: from, digest:)`. Already-held events are ignored silently.
-    /// An empty input returns `[]`.
+    /// `.persist(new events and candidates)` if any, `.equivocation(proof)` per newly proven
+    /// author, `.rejected(event, reason)` per refused event (input order), then
+    /// `.acknowledge(to: from, digest:)`. Events known to be held are ignored silently,
+    /// without a signature check. An empty input returns `[]`.
     public mutating func receive(_ events: [LedgerEvent], from: NodeID, now: Instant) -> [LedgerDirective] {
         guard !events.isEmpty else { return [] }
         var step = Step()
         for (i, event) in events.enumerated() {
             if i >= config.maxReceiveBatch { step.rejected.append((event, .batchTooLarge)); continue }
-            if held[event.id] == event { continue }
+            if isKnownDuplicate(event) { continue }
             if let reason = validate(event, now: now, checkSignatures: true) {
                 step.rejected.append((event, reason))
                 continue
             }
-            ingest(event, &step)
+            _ = ingest(event, &step)
         }
         checkConservation()
         var out = [LedgerDirective]()
@@ -255,24 +341,43 @@ public struct Ledger: Sendable {
         return out
     }
 
-    /// Rebuilds state from the store at start-up; idempotent (held events are skipped, so
-    /// nothing is applied twice). Ids are always rechecked; signatures only when
-    /// `verifySignatures` (the events were verified before they were persisted).
+    /// The driver's store holds `stored` and was given `other`, a different event at the
+    /// same (author, authorSeq) — a candidate write found it. Both are checked (ids and
+    /// signatures); a genuine pair proves the author equivocated: returns
+    /// `[.equivocation(proof)]` the first time, `[]` after (or when the pair is not genuine).
+    public mutating func storedConflict(_ stored: LedgerEvent, _ other: LedgerEvent) -> [LedgerDirective] {
+        guard stored.author == other.author, stored.authorSeq == other.authorSeq, stored.id != other.id,
+              proofs[stored.author] == nil,
+              validate(stored, now: nil, checkSignatures: true) == nil,
+              validate(other, now: nil, checkSignatures: true) == nil else { return [] }
+        var step = Step()
+        conflict(stored, other, persisting: [], &step)
+        checkConservation()
+        return step.proofs.map { .equivocation($0) }
+    }
+
+    /// Rebuilds state from the store at start-up, one page at a time, in the store's order
+    /// (author, authorSeq, id); each row once. Ids are always rechecked; signatures only
+    /// when `verifySignatures` (the events were verified before they were persisted).
+    /// Within a page any order works; across pages, an author's events must not come
+    /// before events of a lower authorSeq of that author in an earlier page by more than
+    /// `recentPerAuthor` (they would be taken for duplicates).
     public mutating func restore(_ events: [LedgerEvent], verifySignatures: Bool = false) -> LedgerRestoreSummary {
         var summary = LedgerRestoreSummary()
-        var step = Step(unboundedBuffer: true)
+        var step = Step(unboundedBuffer: true, isRestore: true)
         let ordered = events.sorted {
             ($0.author, $0.authorSeq, $0.id) < ($1.author, $1.authorSeq, $1.id)
         }
         for event in ordered {
-            if held[event.id] == event { summary.duplicates += 1; continue }
+            if isKnownDuplicate(event) { summary.duplicates += 1; continue }
             if validate(event, now: nil, checkSignatures: verifySignatures) != nil {
                 summary.corrupt.append(event.id)
                 continue
             }
-            let before = held.count
-            ingest(event, &step)
-            summary.restored += held.count - before
+            switch ingest(event, &step) {
+            case .duplicate, .candidate: summary.duplicates += 1
+            case .chained, .buffered, .conflict, .refused: summary.restored += 1
+            }
         }
         summary.equivocators = step.proofs.map(\.author)
         checkConservation()
@@ -286,37 +391,62 @@ public struct Ledger: Sendable {
                              maxClockSkew: config.maxClockSkew, checkSignatures: checkSignatures)
     }
 
-    /// Places a validated event: chain, conflict, buffer or duplicate.
-    private mutating func ingest(_ event: LedgerEvent, _ step: inout Step) {
+    /// The same id already sits at the event's slot in memory (recent chain or buffer).
+    private func isKnownDuplicate(_ event: LedgerEvent) -> Bool {
+        if authors[event.author]?.recentEvent(at: event.authorSeq)?.id == event.id { return true }
+        return buffer[event.author]?[event.authorSeq]?.id == event.id
+    }
+
+    /// Places a validated event: chain, conflict, buffer, duplicate or store candidate.
+    private mutating func ingest(_ event: LedgerEvent, _ step: inout Step) -> Placement {
         let author = event.author
         let hw = highWater(of: author)
         if event.authorSeq <= hw {
-            let existing = chains[author]![Int(event.authorSeq - 1)]
-            if existing != event.id { conflict(held[existing]!, event, &step) }
+            if let known = authors[author]!.recentEvent(at: event.authorSeq) {
+                guard known.id != event.id else { return .duplicate }
+                conflict(known, event, persisting: [event], &step)
+                return .conflict
+            }
+            return candidate(event, &step)
         } else if event.authorSeq == hw + 1 {
             extendChain(event, &step)
             drainBuffer(of: author, &step)
+            return .chained
         } else {
-            bufferEvent(event, &step)
+            return bufferEvent(event, &step)
         }
     }
 
-    private mutating func bufferEvent(_ event: LedgerEvent, _ step: inout Step) {
+    /// An old event the ledger cannot check in memory: the store decides (see `persist`).
+    private mutating func candidate(_ event: LedgerEvent, _ step: inout Step) -> Placement {
+        guard proofs[event.author] == nil, !step.isRestore else { return .candidate }
+        let slot = Slot(author: event.author, seq: event.authorSeq)
+        if let other = step.candidates[slot] {
+            if other.id != event.id { conflict(other, event, persisting: [event], &step) }
+            return .candidate
+        }
+        step.candidates[slot] = event
+        step.persisted.append(event)
+        return .candidate
+    }
+
+    private mutating func bufferEvent(_ event: LedgerEvent, _ step: inout Step) -> Placement {
         let author = event.author
         if let other = buffer[author]?[event.authorSeq] {
-            if other.id != event.id { conflict(other, event, &step) }
-            return
+            if other.id != event.id { conflict(other, event, persisting: [other, event], &step); return .conflict }
+            return .duplicate
         }
         if !step.unboundedBuffer {
             guard event.authorSeq - highWater(of: author) <= config.maxLookahead else {
-                step.rejected.append((event, .tooFarAhead)); return
+                step.rejected.append((event, .tooFarAhead)); return .refused
             }
             guard bufferedCount < config.maxBufferedEvents else {
-                step.rejected.append((event, .bufferFull)); return
+                step.rejected.append((event, .bufferFull)); return .refused
             }
         }
         buffer[author, default: [:]][event.authorSeq] = event
         bufferedCount += 1
+        return .buffered
     }
 
     private mutating func drainBuffer(of author: NodeID, _ step: inout Step) {
@@ -331,65 +461,95 @@ public struct Ledger: Sendable {
     }
 
     private mutating func extendChain(_ event: LedgerEvent, _ step: inout Step) {
-        precondition(event.authorSeq == highWater(of: event.author) + 1, "chains are contiguous")
-        chains[event.author, default: []].append(event.id)
-        hold(event, &step)
-        count(event)
+        var st = authors.removeValue(forKey: event.author) ?? AuthorState()
+        precondition(event.authorSeq == st.highWater + 1, "chains are contiguous")
+        let predecessor = st.head?.createdAt
+        st.highWater += 1
+        st.recent.append(event)
+        if st.recent.count > config.recentPerAuthor { st.recent.removeFirst(st.recent.count - config.recentPerAuthor) }
+        chainedCount += 1
+        // A proof's events were persisted when the proof was found.
+        let proven = proofs[event.author].map { $0.first.id == event.id || $0.second.id == event.id } ?? false
+        if !step.isRestore, !proven { step.persisted.append(event) }
+        if proofs[event.author] == nil {
+            if let predecessor, event.createdAt < predecessor {
+                regressedCount += 1
+            } else {
+                count(event, &st)
+            }
+        }
+        authors[event.author] = st
     }
 
-    private mutating func hold(_ event: LedgerEvent, _ step: inout Step) {
-        guard held[event.id] == nil else { return }
-        held[event.id] = event
-        step.persisted.append(event)
-    }
-
-    /// Records the first proof against an author, holds both events, excludes the author.
-    private mutating func conflict(_ a: LedgerEvent, _ b: LedgerEvent, _ step: inout Step) {
+    /// Records the first proof against an author, persists those of its events not yet
+    /// persisted (`persisting`, in proof order), excludes the author.
+    private mutating func conflict(_ a: LedgerEvent, _ b: LedgerEvent, persisting: [LedgerEvent], _ step: inout Step) {
         guard proofs[a.author] == nil else { return }
         let proof = EquivocationProof(a, b)
         proofs[a.author] = proof
-        hold(proof.first, &step)
-        hold(proof.second, &step)
+        if !step.isRestore {
+            step.persisted += [proof.first, proof.second].filter { persisting.contains($0) }
+        }
         step.proofs.append(proof)
         exclude(a.author)
     }
 
     // MARK: Balances
 
-    private func effectKey(_ event: LedgerEvent) -> EffectKey {
+    private static let receiptKind: UInt8 = 1
+    private static let settlementKind: UInt8 = 2
+
+    private static func effectKey(_ event: LedgerEvent) -> (EffectKey, expiresAt: Instant) {
         switch event.body {
-        case .jobReceipt(let r): EffectKey(author: event.author, kind: "jobReceipt", job: r.authorization.value.job)
-        case .duelSettlement(let s): EffectKey(author: event.author, kind: "duelSettlement", job: s.job)
+        case .jobReceipt(let r):
+            (EffectKey(kind: receiptKind, job: r.authorization.value.job), r.authorization.value.expiresAt)
+        case .duelSettlement(let s):
+            (EffectKey(kind: settlementKind, job: s.job), s.expiresAt)
         }
     }
 
-    /// Counts a chain event unless its author equivocates or a smaller id holds its key.
-    private mutating func count(_ event: LedgerEvent) {
-        guard proofs[event.author] == nil else { return }
-        let key = effectKey(event)
-        if let current = winners[key] {
-            guard event.id < current else { return }
-            apply(held[current]!, sign: -1)
+    /// Counts a chain event unless a smaller id holds its key.
+    private mutating func count(_ event: LedgerEvent, _ st: inout AuthorState) {
+        let (key, expiresAt) = Self.effectKey(event)
+        if let current = st.effects[key] {
+            guard event.id < current.id else { return }
+            apply(current.transfers, sign: -1, &st)
         }
-        winners[key] = event.id
-        apply(event, sign: 1)
+        let transfers = LedgerRules.transfers(of: event, parameters: genesis.parameters)
+        st.effects[key] = Effect(id: event.id, expiresAt: expiresAt, transfers: transfers)
+        apply(transfers, sign: 1, &st)
+        prune(&st, after: event.createdAt)
     }
 
-    /// Uncounts every event of an equivocating author (every key names its author).
+    /// Forgets effects whose key can no longer recur: expired before `createdAt`, the
+    /// author's newest counted instant. Amortised: runs when the map has doubled.
+    private func prune(_ st: inout AuthorState, after createdAt: Instant) {
+        guard st.effects.count > 2 * st.effectsAfterPrune + 64 else { return }
+        st.effects = st.effects.filter { $0.value.expiresAt >= createdAt }
+        st.effectsAfterPrune = st.effects.count
+    }
+
+    /// Uncounts every event of an equivocating author.
     private mutating func exclude(_ author: NodeID) {
-        let keys = winners.keys.filter { $0.author == author }
-        for key in keys {
-            apply(held[winners.removeValue(forKey: key)!]!, sign: -1)
-        }
+        guard var st = authors[author] else { return }
+        for (node, delta) in st.contribution { adjust(node, by: -delta) }
+        st.contribution = [:]
+        st.effects = [:]
+        st.effectsAfterPrune = 0
+        authors[author] = st
     }
 
-    private mutating func apply(_ event: LedgerEvent, sign: Int64) {
-        for t in LedgerRules.transfers(of: event, parameters: genesis.parameters) {
+    private mutating func apply(_ transfers: [Transfer], sign: Int64, _ st: inout AuthorState) {
+        for t in transfers {
             let delta = Credits(micro: t.amount.micro * sign)
             adjust(t.from, by: -delta)
             adjust(t.to, by: delta)
+            st.contribution[t.from] = nonZero((st.contribution[t.from] ?? .zero) - delta)
+            st.contribution[t.to] = nonZero((st.contribution[t.to] ?? .zero) + delta)
         }
     }
+
+    private func nonZero(_ c: Credits) -> Credits? { c == .zero ? nil : c }
 
     private mutating func adjust(_ node: NodeID, by delta: Credits) {
         let b = balance(of: node) + delta

@@ -226,13 +226,18 @@ public struct DuelAcceptance: Hashable, Sendable, Codable, CanonicallyEncodable 
     public var judges: [NodeID]
     /// µcredits ≥ 0 (the requester asks `loserBondShare` × the executor's effective stake).
     public var bond: Credits
+    /// The last instant a settlement may be created under this acceptance: an executor's
+    /// bond is never at risk for ever, and the ledger can forget the duel's effect key once
+    /// its author's chain has passed this instant (docs/protocol.md, "Ledger memory").
+    public var expiresAt: Instant
 
-    public init(job: JobID, requester: NodeID, executor: NodeID, judges: [NodeID], bond: Credits) {
+    public init(job: JobID, requester: NodeID, executor: NodeID, judges: [NodeID], bond: Credits, expiresAt: Instant) {
         self.job = job
         self.requester = requester
         self.executor = executor
         self.judges = judges
         self.bond = bond
+        self.expiresAt = expiresAt
     }
 
     public var canonical: CanonicalValue {
@@ -243,6 +248,7 @@ public struct DuelAcceptance: Hashable, Sendable, Codable, CanonicallyEncodable 
             "executor": .string(executor.hex),
             "judges": .array(judges.map { .string($0.hex) }),
             "bond": .int(bond.micro),
+            "expiresAt": .int(expiresAt.nanoseconds),
         ])
     }
 }
@@ -406,6 +412,10 @@ public struct DuelSettlement: Hashable, Sendable, Codable, CanonicallyEncodable 
         DuelPair.hash(job: job, first: first.value.executor, firstResponse: firstResponseHash,
                       second: second.value.executor, secondResponse: secondResponseHash, crypto: crypto)
     }
+
+    /// The earlier of the two acceptances' expiries: the last instant this settlement may be
+    /// created at.
+    public var expiresAt: Instant { min(first.value.expiresAt, second.value.expiresAt) }
 
     /// The choice strictly more than half of the panel made, if any. No majority, or a
     /// `.tie` majority, moves no bond.

@@ -91,12 +91,12 @@ struct LedgerReplication: Sendable {
         var (out, proofs) = Self.apply(incoming, from: from, ledger: &ledger, now: now)
         out = refused + out
         guard let address, m.role != .push else { return (out, proofs) }
-        let missing = ledger.eventsMissing(from: m.digest, limit: config.batch)
+        let missing = ledger.rangesMissing(from: m.digest, limit: config.batch)
         switch m.role {
         case .request:
-            out.append(message(.reply, ledger, events: missing, to: from, address: address))
+            out.append(message(.reply, ledger, fill: missing, to: from, address: address))
         case .reply:
-            if !missing.isEmpty { out.append(message(.push, ledger, events: missing, to: from, address: address)) }
+            if !missing.isEmpty { out.append(message(.push, ledger, fill: missing, to: from, address: address)) }
         case .push:
             break
         }
@@ -140,8 +140,20 @@ struct LedgerReplication: Sendable {
 
     private func message(_ role: LedgerSyncMessage.Role, _ ledger: Ledger, events: [LedgerEvent], to: NodeID,
                          address: String) -> NodeDirective {
-        let m = LedgerSyncMessage(role: role, digest: ledger.digest(), events: events, proofs: LedgerSyncProofs.carried(by: ledger),
-                                  recipientHead: ledger.head(of: to))
-        return .send(.ledgerSync(m), to: to, address: address)
+        .send(.ledgerSync(sync(role, ledger, events: events, to: to)), to: to, address: address)
+    }
+
+    /// A sync whose events the driver reads from its store (`fill`); with nothing to fill,
+    /// a plain send.
+    private func message(_ role: LedgerSyncMessage.Role, _ ledger: Ledger, fill: [LedgerRange], to: NodeID,
+                         address: String) -> NodeDirective {
+        let m = sync(role, ledger, events: [], to: to)
+        return fill.isEmpty ? .send(.ledgerSync(m), to: to, address: address)
+            : .sendLedgerSync(m, fill: fill, to: to, address: address)
+    }
+
+    private func sync(_ role: LedgerSyncMessage.Role, _ ledger: Ledger, events: [LedgerEvent], to: NodeID) -> LedgerSyncMessage {
+        LedgerSyncMessage(role: role, digest: ledger.digest(), events: events, proofs: LedgerSyncProofs.carried(by: ledger),
+                          recipientHead: ledger.head(of: to))
     }
 }

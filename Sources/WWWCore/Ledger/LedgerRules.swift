@@ -21,6 +21,8 @@ public enum LedgerRejection: Hashable, Sendable {
     case expiredAuthorization
     /// duelSettlement: an acceptance is unsigned, mis-signed or names the wrong job/parties.
     case badAcceptance
+    /// duelSettlement: `createdAt` is after an acceptance's `expiresAt`.
+    case expiredAcceptance
     /// duelSettlement: the panel differs between acceptances, is not strictly ascending,
     /// has the wrong size, or includes the requester or an executor.
     case badPanel
@@ -78,7 +80,7 @@ public enum LedgerRules {
         let ctx = Context(genesis: genesis, crypto: crypto, checkSignatures: checkSignatures)
         let bodyProblem: LedgerRejection? = switch event.body {
         case .jobReceipt(let r): validateReceipt(r, event: event, ctx)
-        case .duelSettlement(let s): validateSettlement(s, author: event.author, ctx)
+        case .duelSettlement(let s): validateSettlement(s, author: event.author, createdAt: event.createdAt, ctx)
         }
         if let bodyProblem { return bodyProblem }
         if checkSignatures, !crypto.verify(signature: event.signature, message: unsigned, signer: event.author) {
@@ -131,9 +133,10 @@ public enum LedgerRules {
 
     // MARK: - duelSettlement
 
-    private static func validateSettlement(_ s: DuelSettlement, author: NodeID, _ ctx: Context) -> LedgerRejection? {
+    private static func validateSettlement(_ s: DuelSettlement, author: NodeID, createdAt: Instant, _ ctx: Context) -> LedgerRejection? {
         guard s.firstResponseHash.count == 32, s.secondResponseHash.count == 32 else { return .badHash }
         if let p = validateAcceptances(s, requester: author, ctx) { return p }
+        guard createdAt <= s.expiresAt else { return .expiredAcceptance }
         if let p = validateVerdicts(s, ctx) { return p }
         return validateFees(s, requester: author, ctx)
     }

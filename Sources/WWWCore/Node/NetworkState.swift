@@ -42,18 +42,33 @@ public struct NetworkSetup: Sendable {
 
 /// What a restarting node's store held.
 public struct NodeRestoreState: Sendable {
-    /// Every persisted ledger event.
-    public var events: [LedgerEvent]
+    /// The ledger rebuilt from the store (`Ledger.restore`, page by page), or nil for an
+    /// empty store. Its genesis must be the setup's.
+    public var ledger: Ledger?
+    /// What restoring the ledger found.
+    public var summary: LedgerRestoreSummary
     /// The first incarnation to sign (above any signed before).
     public var incarnation: UInt64
     /// The highest job sequence number that may have been used before (the persisted
     /// ceiling, or more): new jobs start above it.
     public var jobSequenceFloor: UInt64
 
-    public init(events: [LedgerEvent] = [], incarnation: UInt64 = 0, jobSequenceFloor: UInt64 = 0) {
-        self.events = events
+    public init(ledger: Ledger? = nil, summary: LedgerRestoreSummary = LedgerRestoreSummary(), incarnation: UInt64 = 0,
+                jobSequenceFloor: UInt64 = 0) {
+        self.ledger = ledger
+        self.summary = summary
         self.incarnation = incarnation
         self.jobSequenceFloor = jobSequenceFloor
+    }
+
+    /// Restores a ledger from `events` in one page (tests and the simulator, whose stores
+    /// are in memory).
+    public init(events: [LedgerEvent], genesis: Genesis, crypto: any CryptoProvider, config: LedgerConfig = LedgerConfig(),
+                incarnation: UInt64 = 0, jobSequenceFloor: UInt64 = 0) {
+        var ledger = Ledger(genesis: genesis, crypto: crypto, config: config)
+        let summary = ledger.restore(events)
+        self.init(ledger: events.isEmpty ? nil : ledger, summary: summary, incarnation: incarnation,
+                  jobSequenceFloor: jobSequenceFloor)
     }
 }
 
@@ -98,14 +113,11 @@ struct NetworkState: Sendable {
         declaredStake = s.declaredStake
         jobSequenceBlock = s.jobSequenceBlock
         seeds = s.seeds
-        var ledger = Ledger(genesis: s.genesis, crypto: s.crypto, config: s.ledger)
-        restoreSummary = ledger.restore(s.restored.events)
+        let ledger = s.restored.ledger ?? Ledger(genesis: s.genesis, crypto: s.crypto, config: s.ledger)
+        precondition(ledger.genesis == s.genesis, "the restored ledger belongs to this genesis")
+        restoreSummary = s.restored.summary
         let me = s.signer.nodeID
-        let receipted: [(JobID, Instant)] = ledger.heldEvents.compactMap { e in
-            guard case .jobReceipt(let r) = e.body, e.author == me else { return nil }
-            return (r.authorization.value.job, r.authorization.value.expiresAt)
-        }
-        executor = ExecutorJobs(receipted: receipted)
+        executor = ExecutorJobs(receipted: ledger.liveReceipts(of: me).map { ($0.job, $0.expiresAt) })
         self.ledger = ledger
         replication = LedgerReplication(config: s.replication, me: me)
         membership = Membership(config: s.membership, signer: s.signer, crypto: s.crypto, address: s.address,
@@ -230,6 +242,14 @@ struct NetworkState: Sendable {
         // (no reflection of large replies to an address a stranger chose).
         let member = membership.record(of: from).flatMap { $0.status == .alive || $0.status == .suspect ? $0 : nil }
         let (ds, proofs) = replication.receive(m, from: from, address: member?.address, ledger: &ledger, now: now)
+        out += ds
+        out += replication.publish(proofs, ledger, extra: [], peers: membership.alivePeers(), prng: &prng)
+    }
+
+    /// The store found `written` conflicting with `stored`: prove and push the equivocation.
+    mutating func storedConflict(_ stored: LedgerEvent, _ written: LedgerEvent, prng: inout SeededPRNG,
+                                 into out: inout [NodeDirective]) {
+        let (ds, proofs) = LedgerReplication.translate(ledger.storedConflict(stored, written))
         out += ds
         out += replication.publish(proofs, ledger, extra: [], peers: membership.alivePeers(), prng: &prng)
     }

@@ -124,6 +124,10 @@ public enum NodeInput: Hashable, Sendable {
     case stream(StreamID, StreamEvent)
     /// A local backend's health and, when the engine reports it, KV-cache usage in [0, 1].
     case backendHealth(backend: String, healthy: Bool, kvCacheUsage: Double?)
+    /// Writing a candidate event (`persistEvents`) found a different stored event at the
+    /// same (author, authorSeq): `stored` was there, `written` is the new one. The machine
+    /// checks both and, if genuine, proves and gossips the equivocation.
+    case storedConflict(stored: LedgerEvent, written: LedgerEvent)
 }
 
 /// Who reads a local inference's chunks.
@@ -202,11 +206,17 @@ public enum NodeDirective: Hashable, Sendable {
     /// Send a one-way peer message (best effort). `to` is nil only for a seed whose key is
     /// not known yet. An `offerAnswer` goes back over its offer's connection.
     case send(PeerMessage, to: NodeID?, address: String)
+    /// Send a ledger sync message after appending to its `events` the stored events of
+    /// `fill`, range by range in order (the chains live in the driver's store, not in the
+    /// machine). A range the store holds only in part is sent as far as it is contiguous;
+    /// where it holds two events at one slot (an equivocation), both.
+    case sendLedgerSync(LedgerSyncMessage, fill: [LedgerRange], to: NodeID, address: String)
     /// Arm (or re-arm) a timer.
     case setTimer(NodeTimer, at: Instant)
     /// Disarm a timer (its purpose ended).
     case cancelTimer(NodeTimer)
-    /// Write these ledger events durably (idempotent by id).
+    /// Write these ledger events durably (idempotent by id). When the store already holds
+    /// a different event at one's (author, authorSeq), report it as `.storedConflict`.
     case persistEvents([LedgerEvent])
     /// Write durably that job sequence numbers up to this value may be in use, so that a
     /// restart never reuses one.

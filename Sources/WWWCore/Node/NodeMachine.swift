@@ -145,6 +145,8 @@ public struct NodeMachine: Sendable {
         case .userGone(let id): userGone(id, now: now, into: &out)
         case .stream(let s, let e): streamEvent(s, e, now: now, into: &out)
         case .backendHealth(let b, let healthy, let kv): backendHealth(b, healthy: healthy, kv: kv, now: now, into: &out)
+        case .storedConflict(let stored, let written):
+            net?.storedConflict(stored, written, prng: &prng, into: &out)
         }
         if phase == .running { net?.armMembershipTimer(into: &out) }
         return out

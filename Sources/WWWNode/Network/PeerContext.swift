@@ -29,14 +29,16 @@ struct PeerContext: Sendable {
         try FileManager.default.createDirectory(atPath: config.node.dataDir, withIntermediateDirectories: true)
         let dbPath = (config.node.dataDir as NSString).appendingPathComponent("ledger.sqlite")
         let store: EventStore<LedgerEvent>
-        let events: [LedgerEvent]
+        let crypto = SwiftCryptoProvider()
+        let ledgerConfig = LedgerConfig()
+        let restoredLedger: (Ledger, LedgerRestoreSummary)
         do {
             store = try EventStore<LedgerEvent>(dataDirectory: config.node.dataDir)
-            events = try store.loadAll()
+            restoredLedger = try store.restoreLedger(genesis: genesis, crypto: crypto, config: ledgerConfig)
         } catch {
             throw ConfigError("cannot open the ledger database \(dbPath): \(error). If it is damaged, move it away and restart: the node fetches the network's events from its peers (events only this node held are lost).")
         }
-        let restored = NodeRestoreState(events: events, incarnation: try nextIncarnation(store: store),
+        let restored = NodeRestoreState(ledger: restoredLedger.0, summary: restoredLedger.1, incarnation: try nextIncarnation(store: store),
                                         jobSequenceFloor: try jobSequenceFloor(store: store))
         let advertise = section.advertise ?? "\(config.node.host):\(config.node.port)"
         var mc = MembershipConfig()
@@ -46,10 +48,9 @@ struct PeerContext: Sendable {
         // Re-contact a seed every 10 periods (at least 5 s): a seed that restarted alone,
         // knowing nobody, is found again within that time.
         mc.rejoinInterval = max(.seconds(5), .milliseconds(section.gossipPeriodMs * 10))
-        let crypto = SwiftCryptoProvider()
         let setup = NetworkSetup(
             genesis: genesis, signer: key, crypto: crypto, address: advertise,
-            seeds: Array(Set(genesis.seeds + section.join)).sorted(), membership: mc,
+            seeds: Array(Set(genesis.seeds + section.join)).sorted(), membership: mc, ledger: ledgerConfig,
             period: .milliseconds(section.gossipPeriodMs), declaredStake: config.policy.declaredStake, restored: restored)
         let ctx = PeerContext(key: key, crypto: crypto, store: store, verifier: LockedEnvelopeVerifier(EnvelopeVerifier(crypto: crypto)),
                               genesis: genesis, advertise: advertise, client: Self.peerClient,

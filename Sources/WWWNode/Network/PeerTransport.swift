@@ -15,12 +15,29 @@ extension NodeRuntime {
     /// beyond `maxOutstandingSends` in flight a send is dropped and counted). An
     /// `offerAnswer` goes back over its offer's connection instead. Under the lock.
     func send(_ m: PeerMessage, to: NodeID?, address: String) {
-        guard let peer else { return }
         if case .offerAnswer(let a) = m {
             offerInbox[a.value.job]?.answered(a)
             return
         }
-        let kind = m.kind.rawValue
+        sendOneWay(kind: m.kind.rawValue, to: to, address: address) { m }
+    }
+
+    /// Sends a ledger sync whose events are read from the store first (off the machine's
+    /// lock, in the send task): the chains live on disk, not in the machine.
+    func sendLedgerSync(_ m: LedgerSyncMessage, fill: [LedgerRange], to: NodeID, address: String) {
+        guard let peer else { return }
+        sendOneWay(kind: PeerMessage.ledgerSync(m).kind.rawValue, to: to, address: address) { [metrics] in
+            var filled = m
+            do { filled.events += try peer.store.events(in: fill) } catch {
+                metrics.error(type: "store")
+            }
+            return .ledgerSync(filled)
+        }
+    }
+
+    /// Posts the message `make` builds in a task, bounded by `maxOutstandingSends`.
+    private func sendOneWay(kind: String, to: NodeID?, address: String, make: @escaping @Sendable () -> PeerMessage) {
+        guard let peer else { return }
         guard outstandingSends < Self.maxOutstandingSends else {
             metrics.peerMessage(kind: kind, outcome: "dropped")
             return
@@ -28,7 +45,7 @@ extension NodeRuntime {
         outstandingSends += 1
         Task {
             do {
-                let body = PeerMessageBody(fromAddress: peer.advertise, message: m)
+                let body = PeerMessageBody(fromAddress: peer.advertise, message: make())
                 let env = try Envelope.seal(kind: kind, message: body, to: to, sentAt: wallClockNow(), signer: peer.key)
                 let response = try await self.post(env, address: address, path: PeerPath.message, timeout: peer.peerTimeout)
                 _ = try? await response.body.collect(upTo: 1 << 16)

@@ -50,6 +50,23 @@ extension LedgerEvent: StorableEvent {
     public var storeCreatedAt: Int64 { createdAt.nanoseconds }
 }
 
+extension EventStore where E == LedgerEvent {
+    /// The stored events of the ledger's `ranges` (`NodeDirective.sendLedgerSync`).
+    public func events(in ranges: [LedgerRange]) throws -> [LedgerEvent] {
+        try events(inRuns: ranges.map { ($0.author.hex, $0.afterSeq, $0.count) })
+    }
+
+    /// Rebuilds the ledger from the store page by page (memory holds one page of events,
+    /// never the whole history).
+    public func restoreLedger(genesis: Genesis, crypto: any CryptoProvider, config: LedgerConfig) throws
+        -> (Ledger, LedgerRestoreSummary) {
+        var ledger = Ledger(genesis: genesis, crypto: crypto, config: config)
+        var summary = LedgerRestoreSummary()
+        try forEachPage { page in summary.merge(ledger.restore(page)) }
+        return (ledger, summary)
+    }
+}
+
 /// The wall clock as the core's `Instant` (the shell is the only place that reads it).
 public func wallClockNow() -> Instant {
     var ts = timespec()

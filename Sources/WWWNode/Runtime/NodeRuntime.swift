@@ -138,7 +138,12 @@ public final class NodeRuntime: Service, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         let now = wallClockNow()
-        execute(machine.handle(input, now: now), now: now)
+        var pending = [input]
+        var rounds = 0
+        while let next = pending.popLast(), rounds < 64 {
+            rounds += 1
+            pending += execute(machine.handle(next, now: now), now: now)
+        }
         if let health = machine.membership?.localHealth, health != reportedLocalHealth {
             reportedLocalHealth = health
             metrics.membershipLocalHealth(health)
@@ -147,12 +152,19 @@ public final class NodeRuntime: Service, @unchecked Sendable {
 
     /// Runs directives in order (under the lock). A failed write skips the peer messages
     /// and offers after it in the batch: nothing that depends on unwritten state leaves.
-    private func execute(_ directives: [NodeDirective], now: Instant) {
+    /// Returns the conflicts the store found while writing, as inputs to feed next.
+    private func execute(_ directives: [NodeDirective], now: Instant) -> [NodeInput] {
         var writeFailed = false
+        var conflicts: [NodeInput] = []
         for d in directives {
             switch d {
             case .persistEvents(let events):
-                writeFailed = !persist(events) || writeFailed
+                let written = persist(events)
+                writeFailed = written == nil || writeFailed
+                conflicts += written ?? []
+            case .sendLedgerSync(let m, let fill, let to, let address):
+                if writeFailed { metrics.peerMessage(kind: "ledger", outcome: "skipped_after_write_failure"); continue }
+                sendLedgerSync(m, fill: fill, to: to, address: address)
             case .persistJobSequence(let n):
                 writeFailed = !persistJobSequence(n) || writeFailed
             case .send(let m, let to, let address):
@@ -172,18 +184,26 @@ public final class NodeRuntime: Service, @unchecked Sendable {
             case .notify(let e): observe(e)
             }
         }
+        return conflicts
     }
 
-    private func persist(_ events: [LedgerEvent]) -> Bool {
-        guard let peer else { return true }
+    /// Writes `events`; nil when the write failed, else the `.storedConflict` inputs for
+    /// equivocations the store found (a candidate event meeting a different stored one).
+    private func persist(_ events: [LedgerEvent]) -> [NodeInput]? {
+        guard let peer else { return [] }
         do {
-            _ = try peer.store.append(events)
-            metrics.ledgerEvents(events.count)
-            return true
+            let outcome = try peer.store.append(events)
+            metrics.ledgerEvents(outcome.inserted)
+            return try outcome.equivocations.compactMap { eq in
+                guard let written = events.first(where: { $0.idHex == eq.firstID || $0.idHex == eq.secondID }),
+                      let stored = try peer.store.event(id: written.idHex == eq.firstID ? eq.secondID : eq.firstID)
+                else { return nil }
+                return .storedConflict(stored: stored, written: written)
+            }
         } catch {
             metrics.error(type: "store")
             logger.error("could not persist ledger events; dependent messages are not sent", metadata: ["error": "\(error)"])
-            return false
+            return nil
         }
     }
 

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import WWWCore
 
@@ -19,7 +20,7 @@ extension NodeRuntime {
     /// under the lock (no copy of the ledger escapes it); the event-set hash outside.
     public func creditsView() -> CreditsView? {
         guard let peer else { return nil }
-        let snapshot: (CreditsView, String)? = withMachine { m in
+        let snapshot: CreditsView? = withMachine { m in
             guard let ledger = m.ledger, let me = m.nodeID else { return nil }
             let genesis = ledger.genesis
             let stakes = Dictionary((m.membership?.members ?? []).map { ($0.node, $0.stake) }, uniquingKeysWith: { a, _ in a })
@@ -30,14 +31,15 @@ extension NodeRuntime {
                                        declaredStake: "\(d)", effectiveStake: "\(ledger.effectiveStake(declared: d, of: n))",
                                        equivocating: ledger.isEquivocating(n))
             }
-            let view = CreditsView(network: genesis.networkID, me: me.hex, events: ledger.heldCount,
+            return CreditsView(network: genesis.networkID, me: me.hex, events: ledger.chainedCount,
                                    digest: Dictionary(uniqueKeysWithValues: ledger.digest().map { ($0.key.hex, $0.value) }),
                                    eventSetHash: "", totalSupply: "\(genesis.totalSupply)", rows: rows)
-            return (view, ledger.heldEvents.map(\.idHex).sorted().joined())
         }
-        guard let (base, ids) = snapshot else { return nil }
-        var view = base
-        view.eventSetHash = Hex.encode(peer.crypto.sha256(Array(ids.utf8)))
+        guard var view = snapshot else { return nil }
+        // SHA-256 over the stored ids, ascending, concatenated (streamed from the store).
+        var hasher = SHA256()
+        do { try peer.store.forEachID { hasher.update(data: Array($0.utf8)) } } catch { return nil }
+        view.eventSetHash = Hex.encode(Array(hasher.finalize()))
         return view
     }
 }

@@ -1,0 +1,60 @@
+import Testing
+@testable import WWWCore
+
+@Suite("Judging: verdict parsing, both orders, reference judge")
+struct JudgingTests {
+    @Test("one verdict token decides; none, several or junk is a tie", arguments: [
+        ("Assistant A is more detailed. [[A]]", PairwisePreference.a),
+        ("Final verdict: [[B]]", .b),
+        ("[[ b ]]", .b),
+        ("It is a tie. [[C]]", .tie),
+        ("[[A]] ... on reflection [[A]]", .a),
+        ("\"[[A]]\" if assistant A is better, \"[[B]]\" if assistant B is better", .tie),
+        ("A", .tie),
+        ("", .tie),
+        ("[[D]] [[", .tie),
+        ("[[A]", .tie),
+    ])
+    func parse(reply: String, expected: PairwisePreference) {
+        #expect(LLMJudgePrompt.parse(reply) == expected)
+    }
+
+    @Test("orders that disagree are a tie")
+    func combine() {
+        #expect(BothOrders.combine(original: .a, swapped: .b) == .first)
+        #expect(BothOrders.combine(original: .b, swapped: .a) == .second)
+        #expect(BothOrders.combine(original: .tie, swapped: .tie) == .tie)
+        // A judge that always says "A" (position bias, e.g. SmolLM2-135M) yields ties only.
+        #expect(BothOrders.combine(original: .a, swapped: .a) == .tie)
+        #expect(BothOrders.combine(original: .b, swapped: .b) == .tie)
+        #expect(BothOrders.combine(original: .a, swapped: .tie) == .tie)
+        #expect(BothOrders.isConsistent(original: .tie, swapped: .tie))
+        #expect(!BothOrders.isConsistent(original: .a, swapped: .a))
+    }
+
+    @Test("the prompt shows both answers, bounded, and the reference when there is one")
+    func prompt() {
+        let p = LLMJudgePrompt(maxAnswerCharacters: 20)
+        let m = p.messages(question: "What is 2+2?", answerA: "four", answerB: String(repeating: "x", count: 50), reference: "4")
+        #expect(m.count == 2 && m[0].role == "system" && m[0].content.contains("[[C]]"))
+        #expect(m[1].content.contains("[The Start of Assistant A's Answer]\nfour\n"))
+        #expect(m[1].content.contains(String(repeating: "x", count: 20) + "\n[… cut]"))
+        #expect(!m[1].content.contains(String(repeating: "x", count: 21)))
+        #expect(m[1].content.contains("[Reference Answer]\n4"))
+        #expect(!p.messages(question: "q", answerA: "a", answerB: "b").contains { $0.content.contains("[Reference Answer]") })
+    }
+
+    @Test("the reference judge prefers the answer stating the reference's result")
+    func reference() {
+        let ref = "The area of the triangle is 3."
+        #expect(ReferenceJudge.compare(first: "Using the shoelace formula, the area is 3.", second: "The area is 6.", reference: ref) == .first)
+        #expect(ReferenceJudge.compare(first: "It is 2.", second: "Area = 3 square units", reference: ref) == .second)
+        #expect(ReferenceJudge.compare(first: "3", second: "3.0", reference: ref) == .tie)
+        #expect(ReferenceJudge.compare(first: "no idea", second: "banana", reference: ref) == .tie)
+        #expect(ReferenceJudge.matches("The total is 1,000 dollars", reference: "Answer: 1000"))
+        #expect(ReferenceJudge.matches("so x = 3/4", reference: "0.75"))
+        #expect(ReferenceJudge.matches("I think the answer is Paris, France.", reference: "Paris"))
+        #expect(!ReferenceJudge.matches("London", reference: "Paris"))
+        #expect(!ReferenceJudge.matches("anything", reference: "  "))
+    }
+}
