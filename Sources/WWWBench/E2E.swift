@@ -81,7 +81,7 @@ struct E2ECommand: AsyncParsableCommand {
         let client = makeBenchClient(concurrency: concurrency, readTimeout: .seconds(120), idleTimeout: .seconds(2))
         let result: Result<E2EReport, any Error>
         do {
-            let engine = try await waitForEngine(client: client, node: node)
+            let engine = try await node.waitForEngine(client: client, timeout: startTimeout)
             progress("  engine \(engine), node \(node.baseURL); \(chosen.count) prompts from \(promptPath)")
             result = .success(try await measure(client: client, engine: engine, node: node.baseURL, prompts: chosen, promptPath: promptPath))
         } catch {
@@ -147,32 +147,6 @@ struct E2ECommand: AsyncParsableCommand {
             }
         }
         return out
-    }
-
-    // MARK: engine
-
-    private struct Readiness: Decodable {
-        struct B: Decodable {
-            let healthy: Bool
-            let url: String?
-            let last_error: String?
-        }
-        let backends: [B]
-    }
-
-    /// Polls the node's `/ready` until its engine is healthy; returns `backends[0].url`.
-    private func waitForEngine(client: HTTPClient, node: RunningNode) async throws -> String {
-        let deadline = ContinuousClock.now + .milliseconds(Int64(startTimeout * 1000))
-        var last = "no answer from /ready"
-        while ContinuousClock.now < deadline {
-            if let (status, body) = try? await getJSON(client: client, url: node.baseURL + "/ready"),
-               let r = try? JSONDecoder().decode(Readiness.self, from: body), let b = r.backends.first {
-                if status == 200, b.healthy, let url = b.url { return url }
-                last = b.last_error ?? "engine not healthy yet"
-            }
-            try await Task.sleep(for: .milliseconds(500))
-        }
-        throw BenchError("the llama.cpp engine did not become ready within \(Int(startTimeout)) s: \(last)")
     }
 
     // MARK: measuring

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -56,4 +57,29 @@ struct RunningNode {
     }
 
     func stop() async { await runner.stop() }
+
+    private struct Readiness: Decodable {
+        struct B: Decodable {
+            let healthy: Bool
+            let url: String?
+            let last_error: String?
+        }
+        let backends: [B]
+    }
+
+    /// Polls the node's `/ready` until its first backend is healthy; returns that backend's
+    /// URL (the managed engine's). Throws after `timeout` seconds with the last error seen.
+    func waitForEngine(client: HTTPClient, timeout: Double) async throws -> String {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(timeout * 1000))
+        var last = "no answer from /ready"
+        while ContinuousClock.now < deadline {
+            if let (status, body) = try? await getJSON(client: client, url: baseURL + "/ready"),
+               let r = try? JSONDecoder().decode(Readiness.self, from: body), let b = r.backends.first {
+                if status == 200, b.healthy, let url = b.url { return url }
+                last = b.last_error ?? "engine not healthy yet"
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        throw BenchError("the llama.cpp engine did not become ready within \(Int(timeout)) s: \(last)")
+    }
 }

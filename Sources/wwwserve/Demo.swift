@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import WWWAPI
+import WWWBench
 import WWWCore
 import WWWCrypto
 import WWWNode
@@ -263,7 +264,7 @@ struct DemoReplay: Sendable {
 
     func run(_ workload: [WorkloadRequest]) async -> [DemoResult] {
         let start = ContinuousClock.now
-        let progress = ProgressBar(total: workload.count)
+        let progress = ProgressBar(total: workload.count, noun: "requests", finishLabel: "replay finished")
         return await withTaskGroup(of: DemoResult.self) { group in
             for (i, w) in workload.enumerated() {
                 let target = targets[i % targets.count]
@@ -327,42 +328,6 @@ struct DemoReplay: Sendable {
         }
         result.latency = (ContinuousClock.now - began).seconds
         return result
-    }
-}
-
-/// A one-line progress bar on stderr (only when stderr is a terminal).
-final class ProgressBar: @unchecked Sendable {
-    private let total: Int
-    private var done = 0
-    private var failed = 0
-    private let lock = NSLock()
-    private let tty = isatty(STDERR_FILENO) != 0
-
-    init(total: Int) { self.total = total; draw() }
-
-    func advance(ok: Bool) {
-        lock.withLock {
-            done += 1
-            if !ok { failed += 1 }
-        }
-        draw()
-    }
-
-    func clearLine() { if tty { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) } }
-
-    private func draw() {
-        let (d, f) = lock.withLock { (done, failed) }
-        let width = 30
-        let filled = total == 0 ? width : d * width / total
-        let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-        let line = "[\(bar)] \(d)/\(total) done, \(f) failed"
-        if tty { FileHandle.standardError.write(Data("\r\u{1B}[2K\(line)".utf8)) }
-    }
-
-    func finish() {
-        if tty { FileHandle.standardError.write(Data("\n".utf8)) }
-        let (d, f) = lock.withLock { (done, failed) }
-        Swift.print("replay finished: \(d)/\(total) requests, \(f) failed")
     }
 }
 

@@ -9,7 +9,7 @@ struct WWWServe: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wwwserve",
         abstract: "A decentralized LLM-serving network node.",
-        subcommands: [NodeCommand.self, DemoCommand.self, BenchCommand.self, PeersCommand.self, CreditsCommand.self, KeygenCommand.self, GenesisCommand.self, SimCommand.self],
+        subcommands: [NodeCommand.self, DemoCommand.self, BenchCommand.self, PeersCommand.self, CreditsCommand.self, KeygenCommand.self, GenesisCommand.self, SimCommand.self, JudgeEvalCommand.self],
         defaultSubcommand: nil)
 }
 

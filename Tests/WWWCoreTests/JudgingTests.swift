@@ -58,3 +58,28 @@ struct JudgingTests {
         #expect(!ReferenceJudge.matches("anything", reference: "  "))
     }
 }
+
+@Suite("Judging: agreement with human labels")
+struct JudgeAgreementTests {
+    @Test("with and without ties, consistency, tie rate")
+    func arithmetic() {
+        var a = JudgeAgreement()
+        a.record(human: .first, original: .a, swapped: .b)                 // agree, consistent
+        a.record(human: .second, original: .a, swapped: .b)                // disagree, consistent
+        a.record(human: .first, original: .a, swapped: .a, unparseable: 0)  // position bias → tie
+        a.record(human: .tie, original: .tie, swapped: .tie)               // agree on a tie
+        a.record(human: .second, original: .b, swapped: .a, failed: 0)     // agree
+        a.record(human: .first, original: .tie, swapped: .tie, unparseable: 2)
+        #expect(a.pairs == 6 && a.agreeWithTies == 3 && a.decisivePairs == 3 && a.agreeWithoutTies == 2)
+        #expect(a.agreementWithTies == 0.5 && a.agreementWithoutTies == 2.0 / 3.0)
+        #expect(a.parsedPairs == 5 && a.positionConsistency == 4.0 / 5.0 && a.tieRate == 0.5 && a.unparseableRate == 2.0 / 12.0)
+        #expect(JudgeAgreement().agreementWithTies == nil)
+    }
+
+    @Test("a judge that always answers A agrees with nobody without ties and is never consistent")
+    func alwaysA() {
+        var a = JudgeAgreement()
+        for h in [DuelChoice.first, .second, .first, .second] { a.record(human: h, original: .a, swapped: .a) }
+        #expect(a.tieRate == 1 && a.positionConsistency == 0 && a.agreementWithoutTies == nil && a.agreementWithTies == 0)
+    }
+}

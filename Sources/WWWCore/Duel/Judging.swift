@@ -91,6 +91,14 @@ public struct LLMJudgePrompt: Hashable, Sendable {
     /// verdict (a judge that hedges or repeats the instructions), is a tie: an unparseable
     /// answer must never move a bond.
     public static func parse(_ reply: String) -> PairwisePreference {
+        let found = verdicts(in: reply)
+        return found.count == 1 ? found.first! : .tie
+    }
+
+    /// Whether `reply` holds exactly one verdict (a `[[C]]` tie included).
+    public static func hasVerdict(_ reply: String) -> Bool { verdicts(in: reply).count == 1 }
+
+    private static func verdicts(in reply: String) -> Set<PairwisePreference> {
         var found = Set<PairwisePreference>()
         var rest = Substring(reply)
         while let open = rest.firstRange(of: "[[") {
@@ -105,7 +113,7 @@ public struct LLMJudgePrompt: Hashable, Sendable {
             }
             rest = rest[close.upperBound...]
         }
-        return found.count == 1 ? found.first! : .tie
+        return found
     }
 }
 
