@@ -619,3 +619,56 @@ struct NodeMachineStoreTests {
         #expect(m.handle(.storedConflict(stored: events[0], written: rival), now: ms(7)) == [])
     }
 }
+
+@Suite("NodeMachine: an executor's side of a duel")
+struct NodeMachineDuelExecutorTests {
+    private func executor() -> NodeMachine {
+        var m = F.networked(2, backends: [F.backend()])   // declares stake 10 → signs bonds up to 5
+        _ = F.learn(&m, [F.record(1, models: [], accepting: false)])
+        _ = F.heardFrom(&m, 1)
+        return m
+    }
+
+    private func duelOffer(bond: Credits, judges: [UInt8] = [4, 5, 6], partner: UInt8 = 3) -> (OfferMessage, Signed<PaymentAuthorization>) {
+        let auth = F.auth(requester: 1, executor: 2, seq: 7, expiresAt: ms(60_000))
+        return (OfferMessage(authorization: auth, duel: DuelTerms(judges: judges.map(F.id).sorted(), bond: bond, partner: F.id(partner))), auth)
+    }
+
+    @Test("an accepted duel offer's signed answer carries the executor's signed acceptance of the terms")
+    func acceptanceRidesOnTheAnswer() {
+        var m = executor()
+        let (offer, auth) = duelOffer(bond: Credits(credits: 5))
+        let out = m.handle(.peerMessage(.offer(offer), from: F.id(1), fromAddress: F.addr(1)), now: ms(10))
+        let acceptance = Signed(DuelAcceptance(job: auth.value.job, requester: F.id(1), executor: F.id(2),
+                                               judges: [4, 5, 6].map(F.id).sorted(), bond: Credits(credits: 5),
+                                               expiresAt: ms(60_000)), by: F.signer(2))
+        let answer = OfferAnswer(job: auth.value.job, requester: F.id(1), executor: F.id(2), reason: nil, answeredAt: ms(10),
+                                 duelAcceptance: acceptance)
+        #expect(out.first == .send(.offerAnswer(Signed(answer, by: F.signer(2))), to: F.id(1), address: F.addr(1)))
+        #expect(out.contains(.notify(.offer(.executor, .accepted))))
+        // The requester's duel takes that acceptance as it is.
+        var duel = Duel(job: auth.value.job, requester: F.id(1), first: F.id(2), second: F.id(3),
+                        judges: [4, 5, 6].map(F.id).sorted(), judgingTimeout: .seconds(30))
+        #expect(duel.accepted(acceptance, now: ms(11), crypto: F.crypto) == [])
+    }
+
+    static let badTerms: [(Credits, [UInt8], UInt8)] = [
+        (Credits(credits: 6), [4, 5, 6], 3),
+        (Credits(credits: 1), [2, 5, 6], 3),
+        (Credits(credits: 1), [3, 5, 6], 3),
+        (Credits(credits: 1), [4, 5], 3),
+        (Credits(micro: -1), [4, 5, 6], 3),
+        (Credits(credits: 1), [4, 5, 6], 2),
+    ]
+
+    @Test("a bond above loserBondShare of the stake, or a panel naming a party, is refused", arguments: 0..<6)
+    func refusedTerms(index: Int) {
+        let (bond, judges, partner) = Self.badTerms[index]
+        var m = executor()
+        let (offer, auth) = duelOffer(bond: bond, judges: judges, partner: partner)
+        let out = m.handle(.peerMessage(.offer(offer), from: F.id(1), fromAddress: F.addr(1)), now: ms(10))
+        let answer = OfferAnswer(job: auth.value.job, requester: F.id(1), executor: F.id(2), reason: .duelTermsRefused, answeredAt: ms(10))
+        #expect(out == [.send(.offerAnswer(Signed(answer, by: F.signer(2))), to: F.id(1), address: F.addr(1)),
+                        .notify(.offer(.executor, .rejected(.duelTermsRefused)))])
+    }
+}

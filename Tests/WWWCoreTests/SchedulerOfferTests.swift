@@ -188,6 +188,6 @@ import Testing
     @Test func rejectionReasonsHaveStableWireNames() {
         #expect(OfferRejectionReason.allCases.map(\.rawValue) ==
                 ["notServing", "priceTooLow", "insufficientFunds", "ownUsersFirst", "overloaded", "policy",
-                 "badAuthorization", "wrongExecutor", "expired", "catchingUp", "duplicateJob", "notAccepting"])
+                 "badAuthorization", "wrongExecutor", "expired", "catchingUp", "duplicateJob", "notAccepting", "duelTermsRefused"])
     }
 }

@@ -207,3 +207,36 @@ public enum JudgeDuty {
         return Signed(v, by: signer)
     }
 }
+
+/// What a requester asks of each executor of a duel, on its offer.
+public struct DuelTerms: Hashable, Sendable, Codable, CanonicallyEncodable {
+    /// The panel (`JudgePanel.select`), ascending.
+    public var judges: [NodeID]
+    /// The bond the executor forfeits to its partner if the panel's majority prefers the
+    /// partner's answer (µcredits ≥ 0).
+    public var bond: Credits
+    /// The other executor of the duel.
+    public var partner: NodeID
+
+    public init(judges: [NodeID], bond: Credits, partner: NodeID) {
+        self.judges = judges
+        self.bond = bond
+        self.partner = partner
+    }
+
+    public var canonical: CanonicalValue {
+        .object([
+            "judges": .array(judges.map { .string($0.hex) }),
+            "bond": .int(bond.micro),
+            "partner": .string(partner.hex),
+        ])
+    }
+
+    /// Whether `executor` may sign these terms for a job of `requester`: a well-formed panel
+    /// of `judgesPerDuel` that names none of the three parties, and a bond in 0…`maxBond`.
+    public func acceptable(executor: NodeID, requester: NodeID, judgesPerDuel: Int, maxBond: Credits) -> Bool {
+        judges.count == judgesPerDuel && zip(judges, judges.dropFirst()).allSatisfy { $0 < $1 }
+            && !judges.contains(executor) && !judges.contains(requester) && !judges.contains(partner)
+            && partner != executor && partner != requester && bond >= .zero && bond <= maxBond
+    }
+}

@@ -15,7 +15,12 @@ extension NetworkState {
     ///    `priceTooLow`, `insufficientFunds` (balance minus credits already promised here),
     ///    `ownUsersFirst` (own requests queued in the engine or waiting in the machine),
     ///    `overloaded`, `policy`;
-    /// 5. `overloaded` — no backend slot below its admission limit.
+    /// 5. `duelTermsRefused` — a duel offer whose panel is malformed or whose bond exceeds
+    ///    `loserBondShare` of this node's effective stake;
+    /// 6. `overloaded` — no backend slot below its admission limit.
+    ///
+    /// An accepted duel offer's answer carries this executor's signed `DuelAcceptance` of
+    /// the terms (expiring with the payment authorization).
     ///
     /// Directives: the answer (`send(.offerAnswer)` to the sender), then on accept
     /// `runInference(stream, job)`, then a notification.
@@ -36,12 +41,21 @@ extension NetworkState {
                 policy: policy, prng: &prng)
             if case .reject(let r) = outcome { reason = r }
         }
+        if reason == nil, let terms = offer.duel, !terms.acceptable(executor: me, requester: from,
+                                                                   judgesPerDuel: genesis.parameters.judgesPerDuel, maxBond: maxDuelBond) {
+            reason = .duelTermsRefused
+        }
         var backend: String?
         if reason == nil {
             backend = backends.admit(model: model, own: false)
             if backend == nil { reason = .overloaded }
         }
-        let answer = OfferAnswer(job: auth.value.job, requester: from, executor: me, reason: reason, answeredAt: now)
+        let acceptance = reason == nil ? offer.duel.map { t in
+            Signed(DuelAcceptance(job: auth.value.job, requester: from, executor: me, judges: t.judges, bond: t.bond,
+                                  expiresAt: auth.value.expiresAt), by: signer)
+        } : nil
+        let answer = OfferAnswer(job: auth.value.job, requester: from, executor: me, reason: reason, answeredAt: now,
+                                 duelAcceptance: acceptance)
         out.append(.send(.offerAnswer(Signed(answer, by: signer)), to: from, address: fromAddress))
         if let backend {
             executor.accept(auth, stream: s, backend: backend, now: now)
@@ -50,6 +64,11 @@ extension NetworkState {
         } else {
             out.append(.notify(.offer(.executor, .rejected(reason ?? .overloaded))))
         }
+    }
+
+    /// The largest bond this executor signs for a duel: `loserBondShare` of its effective stake.
+    var maxDuelBond: Credits {
+        ledger.effectiveStake(declared: declaredStake, of: me).scaled(genesis.parameters.loserBondShare, partsPerMillionOne)
     }
 
     /// An event on an executor's stream. Returns the backend whose slot was freed, if any.

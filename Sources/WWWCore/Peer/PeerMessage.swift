@@ -124,16 +124,22 @@ public struct OfferMessage: Hashable, Sendable, Codable, CanonicallyEncodable {
     public var authorization: Signed<PaymentAuthorization>
     /// Nodes that already ran this job and failed before the first byte (for logs).
     public var route: [NodeID]
+    /// Present when the job is one copy of a duel: the executor that accepts signs a
+    /// `DuelAcceptance` of these terms on its answer.
+    public var duel: DuelTerms?
 
-    public init(authorization: Signed<PaymentAuthorization>, route: [NodeID] = []) {
+    public init(authorization: Signed<PaymentAuthorization>, route: [NodeID] = [], duel: DuelTerms? = nil) {
         self.authorization = authorization
         self.route = route
+        self.duel = duel
     }
 
     public var job: JobID { authorization.value.job }
 
     public var canonical: CanonicalValue {
-        .object(["authorization": signedCanonical(authorization), "route": .array(route.map { .string($0.hex) })])
+        var o: [String: CanonicalValue] = ["authorization": signedCanonical(authorization), "route": .array(route.map { .string($0.hex) })]
+        if let duel { o["duel"] = duel.canonical }
+        return .object(o)
     }
 }
 
@@ -151,14 +157,18 @@ public struct OfferAnswer: Hashable, Sendable, Codable, CanonicallyEncodable {
     public var reason: OfferRejectionReason?
     /// The executor's clock when it answered.
     public var answeredAt: Instant
+    /// On an accepted duel offer: the executor's signed acceptance of the duel's terms.
+    public var duelAcceptance: Signed<DuelAcceptance>?
 
-    public init(job: JobID, requester: NodeID, executor: NodeID, reason: OfferRejectionReason?, answeredAt: Instant) {
+    public init(job: JobID, requester: NodeID, executor: NodeID, reason: OfferRejectionReason?, answeredAt: Instant,
+                duelAcceptance: Signed<DuelAcceptance>? = nil) {
         self.job = job
         self.requester = requester
         self.executor = executor
         self.accepted = reason == nil
         self.reason = reason
         self.answeredAt = answeredAt
+        self.duelAcceptance = duelAcceptance
     }
 
     public var canonical: CanonicalValue {
@@ -170,6 +180,6 @@ public struct OfferAnswer: Hashable, Sendable, Codable, CanonicallyEncodable {
             "accepted": .bool(accepted),
             "reason": reason.map { .string($0.rawValue) } ?? .null,
             "answeredAt": .int(answeredAt.nanoseconds),
-        ])
+        ].merging(duelAcceptance.map { ["duelAcceptance": signedCanonical($0)] } ?? [:]) { a, _ in a })
     }
 }

@@ -26,6 +26,9 @@ public enum OfferRejectionReason: String, Hashable, Sendable, Codable, CaseItera
     case duplicateJob
     /// This node takes no offers (it has no network role as an executor).
     case notAccepting
+    /// A duel offer whose terms this executor will not sign: a malformed panel (wrong size,
+    /// not ascending, naming a party) or a bond above `loserBondShare` of its stake.
+    case duelTermsRefused
 }
 
 extension OfferRejectionReason {
@@ -34,7 +37,7 @@ extension OfferRejectionReason {
     public var isTransient: Bool {
         switch self {
         case .ownUsersFirst, .overloaded, .policy, .catchingUp, .insufficientFunds: true
-        case .notServing, .priceTooLow, .badAuthorization, .wrongExecutor, .expired, .duplicateJob, .notAccepting: false
+        case .notServing, .priceTooLow, .badAuthorization, .wrongExecutor, .expired, .duplicateJob, .notAccepting, .duelTermsRefused: false
         }
     }
 }
