@@ -79,10 +79,13 @@ let package = Package(
         ]),
         .testTarget(name: "WWWCoreTests", dependencies: ["WWWCore", "WWWSim"]),
         .testTarget(name: "WWWCryptoTests", dependencies: ["WWWCrypto", "WWWCore"]),
-        .testTarget(name: "WWWStoreTests", dependencies: ["WWWStore", "WWWCore"]),
+        .testTarget(name: "WWWStoreTests", dependencies: [
+            "WWWStore", "WWWCore", .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
         .testTarget(name: "WWWAPITests", dependencies: ["WWWAPI"]),
         .testTarget(name: "WWWNodeTests", dependencies: [
-            "WWWNode", "WWWBackends", "WWWAPI", "WWWCore", "WWWCrypto",
+            "WWWNode", "WWWBackends", "WWWAPI", "WWWCore", "WWWCrypto", "WWWStore",
+            .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),

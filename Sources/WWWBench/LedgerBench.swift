@@ -150,7 +150,7 @@ struct LedgerBenchCommand: ParsableCommand {
         let base = Self.rssBytes()
         let store = try EventStore<LedgerEvent>(dataDirectory: dir)
         let t0 = Date()
-        let (ledger, summary) = try store.restoreLedger(genesis: Self.genesis(nodes: nodes), crypto: SimCrypto(),
+        let (ledger, summary, _) = try store.restoreLedger(genesis: Self.genesis(nodes: nodes), crypto: SimCrypto(),
                                                         config: LedgerConfig())
         let r = RestoreResult(events: summary.restored, rssMiB: Double(Self.rssBytes() - base) / 1_048_576,
                               baselineRSSMiB: Double(base) / 1_048_576, seconds: Date().timeIntervalSince(t0),

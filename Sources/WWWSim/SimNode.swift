@@ -302,7 +302,7 @@ public struct SimNode: SimulatedProcess {
         var out: [SimSend<SimWire>] = []
         var pending = [input]
         var rounds = 0
-        while let next = pending.popLast(), rounds < 64 {
+        while rounds < 64, let next = pending.popLast() {
             rounds += 1
             var conflicts: [(stored: LedgerEvent, written: LedgerEvent)] = []
             for d in machine.handle(next, now: now) { execute(d, now: now, conflicts: &conflicts, into: &out) }

@@ -217,7 +217,11 @@ public final class EventStore<E: StorableEvent>: Sendable {
 
     /// Calls `body` with every stored event, `pageSize` at a time, ordered by (author,
     /// author_seq, id) — the order `Ledger.restore` wants — holding one page in memory.
-    public func forEachPage(size pageSize: Int = 4096, _ body: ([E]) throws -> Void) throws {
+    /// A row whose body does not decode is skipped and its id passed to `undecodable`
+    /// (a damaged row must not keep the node from starting; delete it and let anti-entropy
+    /// bring the event back).
+    public func forEachPage(size pageSize: Int = 4096, undecodable: (String) -> Void = { _ in },
+                            _ body: ([E]) throws -> Void) throws {
         precondition(pageSize > 0)
         var after: (author: String, seq: Int64, id: String)? = nil
         while true {
@@ -232,7 +236,13 @@ public final class EventStore<E: StorableEvent>: Sendable {
             }
             guard let last = rows.last else { return }
             after = (last["author"], last["author_seq"], last["id"])
-            try body(try decode(rows))
+            let decoder = JSONDecoder()
+            var page: [E] = []
+            for row in rows {
+                let data: Data = row["body"]
+                if let e = try? decoder.decode(E.self, from: data) { page.append(e) } else { undecodable(row["id"]) }
+            }
+            try body(page)
             if rows.count < pageSize { return }
         }
     }
@@ -242,6 +252,21 @@ public final class EventStore<E: StorableEvent>: Sendable {
         try pool.read { db in
             let cursor = try String.fetchCursor(db, sql: "SELECT id FROM events ORDER BY id")
             while let id = try cursor.next() { body(id) }
+        }
+    }
+
+    /// Deletes the rows with these ids (damaged rows found at restore), in one transaction;
+    /// returns how many went. The genuine events come back through anti-entropy.
+    @discardableResult
+    public func delete(ids: [String]) throws -> Int {
+        guard !ids.isEmpty else { return 0 }
+        return try pool.write { db in
+            var n = 0
+            for id in ids {
+                try db.execute(sql: "DELETE FROM events WHERE id = ?", arguments: [id])
+                n += db.changesCount
+            }
+            return n
         }
     }
 

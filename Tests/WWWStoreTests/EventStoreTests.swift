@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import WWWCore
 @testable import WWWStore
+import GRDB
 
 /// A stand-in for the ledger's event type.
 struct TestEvent: StorableEvent, Equatable {
@@ -189,5 +190,23 @@ typealias Store = EventStore<TestEvent>
         var ids: [String] = []
         try store.forEachID { ids.append($0) }
         #expect(ids == seen.sorted())
+    }
+}
+
+@Suite struct EventStoreDamageTests {
+    @Test func undecodableRowsAreSkippedAndCanBeDeleted() throws {
+        let dir = TempDir()
+        let store = try EventStore<TestEvent>(dataDirectory: dir.path)
+        try store.append([TestEvent(id: "a1", author: "a", seq: 1), TestEvent(id: "a2", author: "a", seq: 2),
+                          TestEvent(id: "a3", author: "a", seq: 3)])
+        let db = try DatabaseQueue(path: store.path)
+        try db.write { try $0.execute(sql: "UPDATE events SET body = ? WHERE id = 'a2'", arguments: [Data("garbage{".utf8)]) }
+        var bad: [String] = [], seen: [String] = []
+        try store.forEachPage(size: 2, undecodable: { bad.append($0) }) { seen += $0.map(\.id) }
+        #expect(bad == ["a2"] && seen == ["a1", "a3"])
+        #expect(try store.delete(ids: bad + ["nope"]) == 1)
+        #expect(try store.count() == 2)
+        // The genuine event can be stored again.
+        #expect(try store.append([TestEvent(id: "a2", author: "a", seq: 2)]).inserted == 1)
     }
 }

@@ -12,10 +12,21 @@ public struct LedgerConfig: Hashable, Sendable {
     /// recognised (and conflicts proven) without the store; older ones go to the store as
     /// candidates (`LedgerDirective.persist`).
     public var recentPerAuthor: Int
+    /// Old events (below the recent ones) one `receive` call checks and writes as store
+    /// candidates [32]; the rest are skipped unchecked. Anti-entropy never sends a peer what
+    /// its digest says it holds, so only proofs and racing pushes are old: a peer replaying
+    /// history costs at most this many signature checks and writes per message.
+    public var maxCandidatesPerReceive: Int
+    /// Ids of old events checked recently, skipped when they come again [1024].
+    public var checkedMemory: Int
 
     public init(maxBufferedEvents: Int = 4096, maxLookahead: UInt64 = 1024,
-                maxClockSkew: Duration = .seconds(600), maxReceiveBatch: Int = 1024, recentPerAuthor: Int = 16) {
+                maxClockSkew: Duration = .seconds(600), maxReceiveBatch: Int = 1024, recentPerAuthor: Int = 16,
+                maxCandidatesPerReceive: Int = 32, checkedMemory: Int = 1024) {
         precondition(maxBufferedEvents >= 0 && maxReceiveBatch >= 1 && recentPerAuthor >= 1)
+        precondition(maxCandidatesPerReceive >= 0 && checkedMemory >= 0)
+        self.maxCandidatesPerReceive = maxCandidatesPerReceive
+        self.checkedMemory = checkedMemory
         self.maxBufferedEvents = maxBufferedEvents
         self.maxLookahead = maxLookahead
         self.maxClockSkew = maxClockSkew
@@ -123,7 +134,8 @@ public struct LedgerRestoreSummary: Hashable, Sendable {
 ///
 /// Balances are a pure function of (genesis, chains): genesis grants plus the transfers of
 /// each counted event, where counted = in its author's chain, author not equivocating, its
-/// `createdAt` not before its chain predecessor's, and, among events with the same effect
+/// `createdAt` not before the latest `createdAt` of the events before it in its chain, and,
+/// among events with the same effect
 /// key (a `jobReceipt` per (executor, job); a `duelSettlement` per (requester, job)), only
 /// the smallest id. Σ balances = Σ grants always.
 ///
@@ -133,7 +145,8 @@ public struct LedgerRestoreSummary: Hashable, Sendable {
 /// events, the net credits its counted events moved, and the effect keys that can still
 /// recur — a key's authorization or acceptances expire, and an expired key can never be
 /// counted again once its author's chain has passed the expiry (a later event is either
-/// created after the expiry and refused, or created before its predecessor and uncounted).
+/// created after the expiry and refused, or created before an earlier event of its chain and
+/// uncounted).
 public struct Ledger: Sendable {
     public let genesis: Genesis
     public let config: LedgerConfig
@@ -147,9 +160,15 @@ public struct Ledger: Sendable {
     public private(set) var bufferedCount = 0
     /// The first proof found per equivocating author.
     private var proofs: [NodeID: EquivocationProof] = [:]
+    /// Old events checked lately (FIFO of at most `checkedMemory` ids, and its set).
+    private var checkedOrder: [EventID] = []
+    private var checked: Set<EventID> = []
+    /// Old events `receive` skipped unchecked (over the per-call cap, or checked lately).
+    public private(set) var skippedOldEvents = 0
     /// Events in all chains (Σ high-waters).
     public private(set) var chainedCount = 0
-    /// Chain events not counted because their `createdAt` is before their predecessor's.
+    /// Chain events not counted because their `createdAt` is before an earlier one's in
+    /// their chain.
     public private(set) var regressedCount = 0
     /// Current balances: exactly the nodes whose balance is not zero (absent = zero), so
     /// equal ledgers have equal dictionaries.
@@ -167,6 +186,10 @@ public struct Ledger: Sendable {
         /// Net µcredits per node that this author's counted events moved (to uncount them
         /// all at once if the author is proven to equivocate).
         var contribution: [NodeID: Credits] = [:]
+
+        /// The latest `createdAt` in the chain so far (monotone): an event created before it
+        /// does not count, so a key whose expiry is before it can never count again.
+        var latestCreatedAt: Instant?
 
         var head: LedgerEvent? { recent.last }
 
@@ -301,7 +324,7 @@ public struct Ledger: Sendable {
     /// The driver must not append before its own chain is restored, or it equivocates.
     public mutating func append(_ body: LedgerEventBody, now: Instant, signer: any MessageSigner) -> [LedgerDirective] {
         let seq = highWater(of: signer.nodeID) + 1
-        let at = max(now, head(of: signer.nodeID)?.createdAt ?? now)
+        let at = max(now, authors[signer.nodeID]?.latestCreatedAt ?? now)
         let event = LedgerEvent(authorSeq: seq, createdAt: at, body: body, signer: signer, crypto: crypto)
         if let reason = validate(event, now: at, checkSignatures: true) {
             return [.rejected(event, reason)]
@@ -323,9 +346,18 @@ public struct Ledger: Sendable {
     public mutating func receive(_ events: [LedgerEvent], from: NodeID, now: Instant) -> [LedgerDirective] {
         guard !events.isEmpty else { return [] }
         var step = Step()
+        var candidates = 0
         for (i, event) in events.enumerated() {
             if i >= config.maxReceiveBatch { step.rejected.append((event, .batchTooLarge)); continue }
             if isKnownDuplicate(event) { continue }
+            if isOld(event) {
+                guard candidates < config.maxCandidatesPerReceive, !checked.contains(event.id) else {
+                    skippedOldEvents += 1
+                    continue
+                }
+                candidates += 1
+                remember(event.id)
+            }
             if let reason = validate(event, now: now, checkSignatures: true) {
                 step.rejected.append((event, reason))
                 continue
@@ -389,6 +421,22 @@ public struct Ledger: Sendable {
     private func validate(_ event: LedgerEvent, now: Instant?, checkSignatures: Bool) -> LedgerRejection? {
         LedgerRules.validate(event, genesis: genesis, crypto: crypto, now: now,
                              maxClockSkew: config.maxClockSkew, checkSignatures: checkSignatures)
+    }
+
+    /// At or below its author's high-water but older than the recent events in memory.
+    private func isOld(_ event: LedgerEvent) -> Bool {
+        guard let st = authors[event.author], event.authorSeq <= st.highWater else { return false }
+        return st.recentEvent(at: event.authorSeq) == nil
+    }
+
+    private mutating func remember(_ id: EventID) {
+        guard config.checkedMemory > 0, checked.insert(id).inserted else { return }
+        checkedOrder.append(id)
+        if checkedOrder.count > config.checkedMemory {
+            let drop = checkedOrder.count - config.checkedMemory
+            for old in checkedOrder.prefix(drop) { checked.remove(old) }
+            checkedOrder.removeFirst(drop)
+        }
     }
 
     /// The same id already sits at the event's slot in memory (recent chain or buffer).
@@ -463,7 +511,7 @@ public struct Ledger: Sendable {
     private mutating func extendChain(_ event: LedgerEvent, _ step: inout Step) {
         var st = authors.removeValue(forKey: event.author) ?? AuthorState()
         precondition(event.authorSeq == st.highWater + 1, "chains are contiguous")
-        let predecessor = st.head?.createdAt
+        let latest = st.latestCreatedAt
         st.highWater += 1
         st.recent.append(event)
         if st.recent.count > config.recentPerAuthor { st.recent.removeFirst(st.recent.count - config.recentPerAuthor) }
@@ -472,12 +520,13 @@ public struct Ledger: Sendable {
         let proven = proofs[event.author].map { $0.first.id == event.id || $0.second.id == event.id } ?? false
         if !step.isRestore, !proven { step.persisted.append(event) }
         if proofs[event.author] == nil {
-            if let predecessor, event.createdAt < predecessor {
+            if let latest, event.createdAt < latest {
                 regressedCount += 1
             } else {
                 count(event, &st)
             }
         }
+        st.latestCreatedAt = max(latest ?? event.createdAt, event.createdAt)
         authors[event.author] = st
     }
 
@@ -522,7 +571,9 @@ public struct Ledger: Sendable {
     }
 
     /// Forgets effects whose key can no longer recur: expired before `createdAt`, the
-    /// author's newest counted instant. Amortised: runs when the map has doubled.
+    /// chain's latest instant (every later counted event is created at or after it, and a
+    /// valid one cannot be created after its key's expiry). Amortised: runs when the map
+    /// has doubled.
     private func prune(_ st: inout AuthorState, after createdAt: Instant) {
         guard st.effects.count > 2 * st.effectsAfterPrune + 64 else { return }
         st.effects = st.effects.filter { $0.value.expiresAt >= createdAt }

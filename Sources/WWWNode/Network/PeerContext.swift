@@ -31,14 +31,18 @@ struct PeerContext: Sendable {
         let store: EventStore<LedgerEvent>
         let crypto = SwiftCryptoProvider()
         let ledgerConfig = LedgerConfig()
-        let restoredLedger: (Ledger, LedgerRestoreSummary)
+        let restoredLedger: (ledger: Ledger, summary: LedgerRestoreSummary, damaged: Int)
         do {
             store = try EventStore<LedgerEvent>(dataDirectory: config.node.dataDir)
             restoredLedger = try store.restoreLedger(genesis: genesis, crypto: crypto, config: ledgerConfig)
         } catch {
             throw ConfigError("cannot open the ledger database \(dbPath): \(error). If it is damaged, move it away and restart: the node fetches the network's events from its peers (events only this node held are lost).")
         }
-        let restored = NodeRestoreState(ledger: restoredLedger.0, summary: restoredLedger.1, incarnation: try nextIncarnation(store: store),
+        if restoredLedger.damaged > 0 {
+            logger.warning("deleted damaged ledger rows; peers will send the genuine events again",
+                           metadata: ["rows": "\(restoredLedger.damaged)", "path": "\(dbPath)"])
+        }
+        let restored = NodeRestoreState(ledger: restoredLedger.ledger, summary: restoredLedger.summary, incarnation: try nextIncarnation(store: store),
                                         jobSequenceFloor: try jobSequenceFloor(store: store))
         let advertise = section.advertise ?? "\(config.node.host):\(config.node.port)"
         var mc = MembershipConfig()

@@ -57,13 +57,17 @@ extension EventStore where E == LedgerEvent {
     }
 
     /// Rebuilds the ledger from the store page by page (memory holds one page of events,
-    /// never the whole history).
+    /// never the whole history). Damaged rows — a body that does not decode, or an event
+    /// whose id does not match its content — are deleted, so the genuine events can be
+    /// stored again when anti-entropy brings them; `damaged` says how many.
     public func restoreLedger(genesis: Genesis, crypto: any CryptoProvider, config: LedgerConfig) throws
-        -> (Ledger, LedgerRestoreSummary) {
+        -> (ledger: Ledger, summary: LedgerRestoreSummary, damaged: Int) {
         var ledger = Ledger(genesis: genesis, crypto: crypto, config: config)
         var summary = LedgerRestoreSummary()
-        try forEachPage { page in summary.merge(ledger.restore(page)) }
-        return (ledger, summary)
+        var undecodable: [String] = []
+        try forEachPage(undecodable: { undecodable.append($0) }) { page in summary.merge(ledger.restore(page)) }
+        let damaged = try delete(ids: undecodable + summary.corrupt.map(\.hex))
+        return (ledger, summary, damaged)
     }
 }
 

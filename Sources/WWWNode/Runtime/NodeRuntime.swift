@@ -140,7 +140,7 @@ public final class NodeRuntime: Service, @unchecked Sendable {
         let now = wallClockNow()
         var pending = [input]
         var rounds = 0
-        while let next = pending.popLast(), rounds < 64 {
+        while rounds < 64, let next = pending.popLast() {
             rounds += 1
             pending += execute(machine.handle(next, now: now), now: now)
         }
