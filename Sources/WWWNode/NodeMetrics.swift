@@ -89,6 +89,18 @@ public final class NodeMetrics: Sendable {
         Counter(label: "wwwserve_ledger_events_persisted_total", factory: factory).increment(by: n)
     }
 
+    /// Duels on this requester by outcome ("started", "settled_first", "settled_second",
+    /// "settled_tie", "settled_no_majority", "abandoned").
+    public func duel(_ outcome: String) {
+        Counter(label: "wwwserve_duels_total", dimensions: [("outcome", outcome)], factory: factory).increment()
+    }
+
+    /// Verdicts this judge sent, by choice ("first", "second", "tie"), and judge requests it
+    /// declined ("declined_<reason>").
+    public func verdict(_ outcome: String) {
+        Counter(label: "wwwserve_judge_verdicts_total", dimensions: [("outcome", outcome)], factory: factory).increment()
+    }
+
     /// Job receipts this node published as executor.
     public func jobReceipt() {
         Counter(label: "wwwserve_job_receipts_total", factory: factory).increment()

@@ -31,6 +31,8 @@ public struct SimNodeConfig: Sendable {
     public var period: Duration
     public var declaredStake: Credits
     public var engine: SimEngineProfile
+    /// How this node judges duels (with `machine.duel.judge`); nil: it abstains.
+    public var judge: SimJudge?
     /// Nodes without backends in `machine` are pure requesters.
     public init(machine: NodeMachineConfig = NodeMachineConfig(), membership: MembershipConfig = MembershipConfig(),
                 ledger: LedgerConfig = LedgerConfig(), replication: LedgerReplicationConfig = LedgerReplicationConfig(),
@@ -57,6 +59,28 @@ public struct SimNodeConfig: Sendable {
     /// No backends: every request is offloaded.
     public static func requester(policy: SchedulingPolicy = SchedulingPolicy()) -> SimNodeConfig {
         SimNodeConfig(machine: NodeMachineConfig(backends: [], policy: policy), declaredStake: .zero)
+    }
+}
+
+/// A scripted judge for simulations: it prefers the answer of the executor with the higher
+/// quality score (equal or unknown: a tie), in both orders; `positionBias` makes it answer
+/// "A" whatever the pair (a weak model), which `BothOrders` turns into a tie.
+public struct SimJudge: Hashable, Sendable {
+    public var quality: [NodeID: Int]
+    public var positionBias: Bool
+
+    public init(quality: [NodeID: Int], positionBias: Bool = false) {
+        self.quality = quality
+        self.positionBias = positionBias
+    }
+
+    /// The preferences of the (first, second) call and the (second, first) call.
+    public func judge(_ spec: DuelPairSpec) -> (PairwisePreference, PairwisePreference) {
+        if positionBias { return (.a, .a) }
+        let q1 = quality[spec.first] ?? 0, q2 = quality[spec.second] ?? 0
+        if q1 > q2 { return (.a, .b) }
+        if q2 > q1 { return (.b, .a) }
+        return (.tie, .tie)
     }
 }
 
@@ -92,6 +116,11 @@ public struct SimNodeCounters: Hashable, Sendable {
     public var receiptsRefused = 0
     public var eventsRejected = 0
     public var equivocationsSeen = 0
+    public var duelsStarted = 0
+    public var duelsSettled = 0
+    public var duelsAbandoned = 0
+    public var lastAbandon: DuelAbandonReason?
+    public var verdictsSent = 0
     public var localInferences = 0
     public var executedJobs = 0
     /// Offers sent, and when the last one went, per executor.
@@ -304,14 +333,14 @@ public struct SimNode: SimulatedProcess {
         var rounds = 0
         while rounds < 64, let next = pending.popLast() {
             rounds += 1
-            var conflicts: [(stored: LedgerEvent, written: LedgerEvent)] = []
-            for d in machine.handle(next, now: now) { execute(d, now: now, conflicts: &conflicts, into: &out) }
-            pending += conflicts.map { .storedConflict(stored: $0.stored, written: $0.written) }
+            var followUps: [NodeInput] = []
+            for d in machine.handle(next, now: now) { execute(d, now: now, followUps: &followUps, into: &out) }
+            pending += followUps.reversed()
         }
         return out
     }
 
-    private mutating func execute(_ d: NodeDirective, now: Instant, conflicts: inout [(stored: LedgerEvent, written: LedgerEvent)],
+    private mutating func execute(_ d: NodeDirective, now: Instant, followUps: inout [NodeInput],
                                   into out: inout [SimSend<SimWire>]) {
         switch d {
         case .send(let m, _, let address):
@@ -325,7 +354,7 @@ public struct SimNode: SimulatedProcess {
         case .setTimer(let t, let at): timers[t] = at
         case .cancelTimer(let t): timers[t] = nil
         case .persistEvents(let events):
-            conflicts += store.log.append(events)
+            followUps += store.log.append(events).map { .storedConflict(stored: $0.stored, written: $0.written) }
         case .sendLedgerSync(var m, let fill, _, let address):
             m.events += store.log.events(in: fill)
             out.append(SimSend(to: address, message: .peer(.ledgerSync(m), from: nodeID)))
@@ -340,6 +369,15 @@ public struct SimNode: SimulatedProcess {
         case .cancelStream(let s): cancel(s, now: now, into: &out)
         case .respond(let id, let r): record(id, r, now: now)
         case .notify(let e): count(e)
+        case .collectAnswer, .dropAnswers:
+            break   // simulated answers have no text: judges judge by the executors' modelled quality
+        case .requestJudgements(let spec, let judges):
+            for (_, address) in judges.sorted(by: { $0.key < $1.key }) {
+                out.append(SimSend(to: address, message: .peer(.judgeRequest(spec), from: nodeID)))
+            }
+        case .runJudgement(let spec):
+            let (o, w) = config.judge.map { $0.judge(spec) } ?? (nil, nil)
+            followUps.append(.judgement(job: spec.job, original: o, swapped: w))
         }
     }
 
@@ -407,6 +445,10 @@ public struct SimNode: SimulatedProcess {
         case .receiptRefused: counters.receiptsRefused += 1
         case .ledgerEventRejected: counters.eventsRejected += 1
         case .equivocation: counters.equivocationsSeen += 1
+        case .duelStarted: counters.duelsStarted += 1
+        case .duelSettled: counters.duelsSettled += 1
+        case .duelAbandoned(_, let reason): counters.duelsAbandoned += 1; counters.lastAbandon = reason
+        case .verdictSent: counters.verdictsSent += 1
         default: break
         }
     }

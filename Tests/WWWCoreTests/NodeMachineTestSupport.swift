@@ -53,10 +53,10 @@ enum NodeFx {
 
     /// `n`'s self-signed member record serving `models`.
     static func record(_ n: UInt8, models: [String] = ["m"], accepting: Bool = true, stake: Int64 = 10, utilizationPPM: Int = 0,
-                       incarnation: UInt64 = 1) -> Signed<MemberRecord> {
+                       incarnation: UInt64 = 1, judging: Bool = false) -> Signed<MemberRecord> {
         Signed(MemberRecord(node: id(n), address: addr(n), incarnation: incarnation, status: .alive,
                             models: models.map { ModelDescriptor(name: $0) }, capacity: 1, utilizationPPM: utilizationPPM,
-                            accepting: accepting, stake: Credits(credits: stake), updatedAt: t0), by: signer(n))
+                            accepting: accepting, stake: Credits(credits: stake), updatedAt: t0, judging: judging), by: signer(n))
     }
 
     /// Lets `m` learn `records` through one push-pull state transfer from the first one.

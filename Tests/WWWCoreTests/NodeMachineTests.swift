@@ -672,3 +672,108 @@ struct NodeMachineDuelExecutorTests {
                         .notify(.offer(.executor, .rejected(.duelTermsRefused)))])
     }
 }
+
+@Suite("NodeMachine: a requester's duel, directive by directive")
+struct NodeMachineDuelRequesterTests {
+    private func requester() -> NodeMachine {
+        var g = [NodeID: Credits]()
+        for n: UInt8 in 1...6 { g[F.id(n)] = Credits(credits: 100) }
+        let genesis = Genesis(networkID: "test", parameters: GenesisParameters(duelProbability: 1_000_000), grants: g)
+        let setup = NetworkSetup(genesis: genesis, signer: F.signer(1), crypto: F.crypto, address: F.addr(1), seeds: [],
+                                 jobSequenceBlock: 4)
+        var m = NodeMachine(config: NodeMachineConfig(policy: F.policy(), duel: DuelConfig(runDuels: true, judgingTimeout: .seconds(30))),
+                            network: setup, seed: 1)
+        _ = m.handle(.start, now: t0)
+        _ = F.learn(&m, [F.record(2), F.record(3)] + [4, 5, 6].map { F.record($0, models: [], accepting: false, judging: true) })
+        _ = F.heardFrom(&m, 2)
+        return m
+    }
+
+    private func answer(_ job: JobID, executor e: NodeID, signer: FakeSigner, terms: DuelTerms, at: Instant) -> Signed<OfferAnswer> {
+        let acc = Signed(DuelAcceptance(job: job, requester: F.id(1), executor: e, judges: terms.judges, bond: terms.bond,
+                                        expiresAt: t0 + .seconds(300)), by: signer)
+        return Signed(OfferAnswer(job: job, requester: F.id(1), executor: e, reason: nil, answeredAt: at, duelAcceptance: acc), by: signer)
+    }
+
+    @Test("a duel job: two offers with terms, both answers kept, the panel asked, the settlement appended")
+    func wholeDuel() {
+        var m = requester()
+        let job = F.job(1, 1)
+        let out = F.sansMembership(m.handle(.userRequest(r1, F.spec()), now: ms(1)))
+        guard let started = out.first(where: { if case .notify(.duelStarted) = $0 { true } else { false } }),
+              case .notify(.duelStarted(_, let e1, let e2)) = started else { Issue.record("no duel started: \(out)"); return }
+        #expect(Set([e1, e2]) == Set([F.id(2), F.id(3)]))
+        let panel = [4, 5, 6].map(F.id).sorted()
+        let n1: UInt8 = e1 == F.id(2) ? 2 : 3, n2: UInt8 = n1 == 2 ? 3 : 2
+        let terms1 = DuelTerms(judges: panel, bond: Credits(credits: 5), partner: e2)
+        let terms2 = DuelTerms(judges: panel, bond: Credits(credits: 5), partner: e1)
+        let sShadow = StreamID(1), sFirst = StreamID(2)
+        let offerDeadline = ms(1) + F.policy().offerTimeout
+        let expectedTail: [NodeDirective] = [
+            .notify(.duelStarted(job: job, first: e1, second: e2)),
+            .openOffer(sShadow, to: e2, address: F.addr(n2),
+                       OfferMessage(authorization: F.auth(requester: 1, executor: n2, seq: 1, expiresAt: t0 + .seconds(300)), duel: terms2),
+                       request: r1),
+            .setTimer(.offer(sShadow), at: offerDeadline),
+            .openOffer(sFirst, to: e1, address: F.addr(n1),
+                       OfferMessage(authorization: F.auth(requester: 1, executor: n1, seq: 1, expiresAt: t0 + .seconds(300)), duel: terms1),
+                       request: r1),
+            .setTimer(.offer(sFirst), at: offerDeadline),
+        ]
+        #expect(Array(out.suffix(expectedTail.count)) == expectedTail)
+        // Both accept with their signed acceptances: each answer's text is kept.
+        #expect(m.handle(.peerMessage(.offerAnswer(answer(job, executor: e2, signer: F.signer(n2), terms: terms2, at: ms(5))),
+                                      from: e2, fromAddress: F.addr(n2)), now: ms(5))
+                == [.cancelTimer(.offer(sShadow)), .notify(.offer(.requester, .accepted)), .collectAnswer(sShadow, job: job)])
+        #expect(m.handle(.peerMessage(.offerAnswer(answer(job, executor: e1, signer: F.signer(n1), terms: terms1, at: ms(6))),
+                                      from: e1, fromAddress: F.addr(n1)), now: ms(6))
+                == [.cancelTimer(.offer(sFirst)), .notify(.offer(.requester, .accepted)), .collectAnswer(sFirst, job: job)])
+        // The user gets the first copy; the second copy finishing asks the panel.
+        #expect(m.handle(.stream(sFirst, .firstContent), now: ms(10)) == [.respond(r1, .commit(stream: sFirst, executor: e1))])
+        let done = m.handle(.stream(sFirst, .finished(F.outcome("one"))), now: ms(20))
+        #expect(done.contains(.respond(r1, .complete(stream: sFirst))))
+        #expect(!done.contains { if case .requestJudgements = $0 { true } else { false } })
+        let h1 = F.outcome("one").responseHash, h2 = F.outcome("two").responseHash
+        let pair = DuelPair.hash(job: job, first: e1, firstResponse: h1, second: e2, secondResponse: h2, crypto: F.crypto)
+        let spec = DuelPairSpec(job: job, requester: F.id(1), first: e1, second: e2, firstResponseHash: h1,
+                                secondResponseHash: h2, pairHash: pair, judges: panel)
+        #expect(m.handle(.stream(sShadow, .finished(F.outcome("two"))), now: ms(30))
+                == [.requestJudgements(spec, judges: [F.id(4): F.addr(4), F.id(5): F.addr(5), F.id(6): F.addr(6)]),
+                    .setTimer(.duel(job), at: ms(30) + .seconds(30))])
+        // Verdicts (stake at risk = the judge's stake, 10): two for the first answer, one tie.
+        for (j, o, s) in [(UInt8(4), PairwisePreference.a, PairwisePreference.b), (5, .a, .b)] {
+            let v = JudgeDuty.verdict(spec, original: o, swapped: s, stakeAtRisk: Credits(credits: 10), signer: F.signer(j))
+            #expect(m.handle(.peerMessage(.judgeVerdict(v), from: F.id(j), fromAddress: F.addr(j)), now: ms(40)) == [])
+        }
+        let v6 = JudgeDuty.verdict(spec, original: .a, swapped: .a, stakeAtRisk: Credits(credits: 10), signer: F.signer(6))
+        let last = m.handle(.peerMessage(.judgeVerdict(v6), from: F.id(6), fromAddress: F.addr(6)), now: ms(50))
+        #expect(Array(last.prefix(2)) == [.cancelTimer(.duel(job)), .dropAnswers(job: job)])
+        #expect(last.last == .notify(.duelSettled(job: job, majority: .first, verdicts: 3)))
+        guard case .persistEvents(let events)? = last.dropFirst(2).first, case .duelSettlement(let s)? = events.first?.body else {
+            Issue.record("expected the settlement to be persisted: \(last)"); return
+        }
+        #expect(s.majority == .first && s.verdicts.count == 3 && s.judgeFees.value.fees.count == 3)
+        // The loser's bond went to the winner in this node's own view.
+        #expect(m.ledger!.balance(of: e1) - m.ledger!.balance(of: e2) == Credits(credits: 10))
+        #expect(m.ledger!.totalBalance == m.ledger!.genesis.totalSupply)
+    }
+
+    @Test("the second copy refused: the duel is abandoned and the job runs single")
+    func refusedSecondCopy() {
+        var m = requester()
+        let job = F.job(1, 1)
+        let out = m.handle(.userRequest(r1, F.spec()), now: ms(1))
+        guard case .notify(.duelStarted(_, _, let e2))? = out.first(where: { if case .notify(.duelStarted) = $0 { true } else { false } })
+        else { Issue.record("no duel"); return }
+        let n2: UInt8 = e2 == F.id(2) ? 2 : 3
+        let no = Signed(OfferAnswer(job: job, requester: F.id(1), executor: e2, reason: .duelTermsRefused, answeredAt: ms(5)), by: F.signer(n2))
+        #expect(m.handle(.peerMessage(.offerAnswer(no), from: e2, fromAddress: F.addr(n2)), now: ms(5)) == [
+            .cancelTimer(.offer(StreamID(1))),
+            .notify(.offer(.requester, .rejected(.duelTermsRefused))),
+            .cancelTimer(.offer(StreamID(1))), .cancelStream(StreamID(1)),
+            .cancelTimer(.duel(job)), .dropAnswers(job: job),
+            .notify(.duelAbandoned(job: job, reason: .executorFailed(e2))),
+        ])
+        #expect(m.spendable == Credits(credits: 99))   // only the first copy's price stays reserved
+    }
+}

@@ -158,11 +158,13 @@ public enum DuelAbandonReason: Hashable, Sendable {
     case missingAcceptance
     /// No judge answered by the deadline.
     case noVerdicts
+    /// The requester's own ledger refused the settlement event.
+    case settlementRefused(LedgerRejection)
 }
 
 /// What judges are asked to compare (the machine's part of a judge request; the driver adds
 /// the prompt and both answer texts, whose SHA-256 must be the response hashes).
-public struct DuelPairSpec: Hashable, Sendable, Codable {
+public struct DuelPairSpec: Hashable, Sendable, Codable, CanonicallyEncodable {
     public var job: JobID
     public var requester: NodeID
     public var first: NodeID
@@ -172,6 +174,31 @@ public struct DuelPairSpec: Hashable, Sendable, Codable {
     /// `DuelPair.hash` of the above.
     public var pairHash: [UInt8]
     public var judges: [NodeID]
+
+    public init(job: JobID, requester: NodeID, first: NodeID, second: NodeID, firstResponseHash: [UInt8],
+                secondResponseHash: [UInt8], pairHash: [UInt8], judges: [NodeID]) {
+        self.job = job
+        self.requester = requester
+        self.first = first
+        self.second = second
+        self.firstResponseHash = firstResponseHash
+        self.secondResponseHash = secondResponseHash
+        self.pairHash = pairHash
+        self.judges = judges
+    }
+
+    public var canonical: CanonicalValue {
+        .object([
+            "job": .string(job.hex),
+            "requester": .string(requester.hex),
+            "first": .string(first.hex),
+            "second": .string(second.hex),
+            "firstResponseHash": .bytes(firstResponseHash),
+            "secondResponseHash": .bytes(secondResponseHash),
+            "pairHash": .bytes(pairHash),
+            "judges": .array(judges.map { .string($0.hex) }),
+        ])
+    }
 }
 
 /// A judge's side of a duel: whether to take a judge request, and the signed verdict from
@@ -180,6 +207,10 @@ public enum JudgeDuty {
     /// Why a judge declines a request.
     public enum Refusal: String, Hashable, Sendable {
         case notOnPanel, partyToTheDuel, badPanel, badHashes
+        /// This judge has `maxJudgeTasks` running.
+        case busy
+        /// The task was not done within `judgeTaskTimeout`.
+        case timedOut
     }
 
     /// nil when `me` should judge `spec` (asked by `from`).

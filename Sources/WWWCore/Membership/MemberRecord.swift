@@ -58,12 +58,16 @@ public struct MemberRecord: Hashable, Sendable, Codable, CanonicallyEncodable {
     public var stake: Credits
     /// When the subject signed this record (its clock).
     public var updatedAt: Instant
+    /// Whether the subject judges duels for other requesters (§6 step 5). In the canonical
+    /// form only when true.
+    public var judging: Bool
 
     public init(
         node: NodeID, address: String, incarnation: UInt64, status: MemberStatus,
         models: [ModelDescriptor] = [], capacity: Int = 0, utilizationPPM: Int = 0,
-        accepting: Bool = true, stake: Credits = .zero, updatedAt: Instant
+        accepting: Bool = true, stake: Credits = .zero, updatedAt: Instant, judging: Bool = false
     ) {
+        self.judging = judging
         self.node = node
         self.address = address
         self.incarnation = incarnation
@@ -85,11 +89,31 @@ public struct MemberRecord: Hashable, Sendable, Codable, CanonicallyEncodable {
 
     /// The part of the record the subject controls besides identity, address and version.
     public var metadata: MemberMetadata {
-        MemberMetadata(models: models, capacity: capacity, utilizationPPM: utilizationPPM, accepting: accepting, stake: stake)
+        MemberMetadata(models: models, capacity: capacity, utilizationPPM: utilizationPPM, accepting: accepting, stake: stake,
+                       judging: judging)
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case node, address, incarnation, status, models, capacity, utilizationPPM, accepting, stake, updatedAt, judging
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        node = try c.decode(NodeID.self, forKey: .node)
+        address = try c.decode(String.self, forKey: .address)
+        incarnation = try c.decode(UInt64.self, forKey: .incarnation)
+        status = try c.decode(MemberStatus.self, forKey: .status)
+        models = try c.decode([ModelDescriptor].self, forKey: .models)
+        capacity = try c.decode(Int.self, forKey: .capacity)
+        utilizationPPM = try c.decode(Int.self, forKey: .utilizationPPM)
+        accepting = try c.decode(Bool.self, forKey: .accepting)
+        stake = try c.decode(Credits.self, forKey: .stake)
+        updatedAt = try c.decode(Instant.self, forKey: .updatedAt)
+        judging = try c.decodeIfPresent(Bool.self, forKey: .judging) ?? false
     }
 
     public var canonical: CanonicalValue {
-        .object([
+        var o: [String: CanonicalValue] = [
             "type": .string("memberRecord"),
             "node": .string(node.hex),
             "address": .string(address),
@@ -101,7 +125,9 @@ public struct MemberRecord: Hashable, Sendable, Codable, CanonicallyEncodable {
             "accepting": .bool(accepting),
             "stake": .int(stake.micro),
             "updatedAt": .int(updatedAt.nanoseconds),
-        ])
+        ]
+        if judging { o["judging"] = .bool(true) }
+        return .object(o)
     }
 }
 
@@ -114,8 +140,11 @@ public struct MemberMetadata: Hashable, Sendable, Codable {
     public var utilizationPPM: Int
     public var accepting: Bool
     public var stake: Credits
+    public var judging: Bool
 
-    public init(models: [ModelDescriptor] = [], capacity: Int = 0, utilizationPPM: Int = 0, accepting: Bool = true, stake: Credits = .zero) {
+    public init(models: [ModelDescriptor] = [], capacity: Int = 0, utilizationPPM: Int = 0, accepting: Bool = true, stake: Credits = .zero,
+                judging: Bool = false) {
+        self.judging = judging
         self.models = models
         self.capacity = capacity
         self.utilizationPPM = utilizationPPM
@@ -125,7 +154,7 @@ public struct MemberMetadata: Hashable, Sendable, Codable {
 
     /// Equal except for `utilizationPPM` (load-only changes are rate-limited).
     func sameExceptLoad(_ o: MemberMetadata) -> Bool {
-        models == o.models && capacity == o.capacity && accepting == o.accepting && stake == o.stake
+        models == o.models && capacity == o.capacity && accepting == o.accepting && stake == o.stake && judging == o.judging
     }
 }
 

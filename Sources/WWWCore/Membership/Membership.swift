@@ -877,6 +877,7 @@ extension Membership {
         r.utilizationPPM = m.utilizationPPM
         r.accepting = m.accepting
         r.stake = m.stake
+        r.judging = m.judging
         return r
     }
 

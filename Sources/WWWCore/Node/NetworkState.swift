@@ -104,6 +104,8 @@ struct NetworkState: Sendable {
     var membershipTimer: Instant?
     /// What restoring the store found.
     let restoreSummary: LedgerRestoreSummary
+    /// This node judges duels (advertised in its member record).
+    var judging = false
 
     init(_ s: NetworkSetup, seed: UInt64) {
         genesis = s.genesis
@@ -229,7 +231,7 @@ struct NetworkState: Sendable {
         let meta = MemberMetadata(models: models, capacity: backends.totalCapacity,
                                   utilizationPPM: MemberRecord.utilizationPPM(of: backends.totalLoad),
                                   accepting: !models.isEmpty && policy.acceptFrequency > 0,
-                                  stake: ledger.effectiveStake(declared: declaredStake, of: me))
+                                  stake: ledger.effectiveStake(declared: declaredStake, of: me), judging: judging)
         Self.translate(membership.updateLocal(meta, now: now), into: &out)
     }
 

@@ -89,6 +89,10 @@ public enum NodeTimer: Hashable, Sendable, Comparable {
     case deadline(RequestID)
     /// The end of a throttled target's cooldown for a model (a local backend or a peer).
     case cooldown(RelayTarget, model: String)
+    /// A duel's judging deadline (requester).
+    case duel(JobID)
+    /// The end of a judge task this node took (judge).
+    case judgeTask(JobID)
 
     private var rank: (Int, UInt64, String) {
         switch self {
@@ -99,6 +103,8 @@ public enum NodeTimer: Hashable, Sendable, Comparable {
         case .deadline(let r): (4, r.raw, "")
         case .cooldown(.local(let b), let m): (5, 0, b + "\u{0}" + m)
         case .cooldown(.peer(let n), let m): (6, 0, n.hex + m)
+        case .duel(let j): (7, 0, j.hex)
+        case .judgeTask(let j): (8, 0, j.hex)
         }
     }
 
@@ -128,6 +134,10 @@ public enum NodeInput: Hashable, Sendable {
     /// same (author, authorSeq): `stored` was there, `written` is the new one. The machine
     /// checks both and, if genuine, proves and gossips the equivocation.
     case storedConflict(stored: LedgerEvent, written: LedgerEvent)
+    /// A judge task (`runJudgement`) ended: the preference of the call that showed the
+    /// duel's first answer as A, and of the call that showed it as B. nil: the judge could
+    /// not judge (no backend, an error) and abstains.
+    case judgement(job: JobID, original: PairwisePreference?, swapped: PairwisePreference?)
 }
 
 /// Who reads a local inference's chunks.
@@ -231,6 +241,17 @@ public enum NodeDirective: Hashable, Sendable {
     case cancelStream(StreamID)
     /// Drive the user's response.
     case respond(RequestID, UserResponse)
+    /// Keep this stream's answer text for the duel of `job` (bounded): relayed to the user
+    /// or not, and if the user does not read it, read it to its end anyway.
+    case collectAnswer(StreamID, job: JobID)
+    /// Send each judge (`NodeID` → address) a judge request for `spec`, with the prompt and
+    /// the two answers collected for the duel.
+    case requestJudgements(DuelPairSpec, judges: [NodeID: String])
+    /// Forget the prompt and answers kept for the duel of `job`.
+    case dropAnswers(job: JobID)
+    /// Judge the pair of `spec` (its texts came with the judge request) in both orders on
+    /// this node's judge; report `.judgement`.
+    case runJudgement(DuelPairSpec)
     /// Something happened that operators see in logs and metrics; nothing to execute.
     case notify(NodeEvent)
 }
@@ -272,4 +293,12 @@ public enum NodeEvent: Hashable, Sendable {
     /// A backend or peer answered `status` (429/503) for `model`: no new request for the
     /// model goes to it until `until`.
     case coolingDown(RelayTarget, model: String, status: Int, until: Instant)
+    /// A duel on this requester began, was settled (the panel's majority, nil: none) or
+    /// ended without a settlement.
+    case duelStarted(job: JobID, first: NodeID, second: NodeID)
+    case duelSettled(job: JobID, majority: DuelChoice?, verdicts: Int)
+    case duelAbandoned(job: JobID, reason: DuelAbandonReason)
+    /// This judge sent its verdict, or declined a judge request.
+    case verdictSent(job: JobID, choice: DuelChoice)
+    case judgeRequestDeclined(job: JobID, reason: JudgeDuty.Refusal)
 }

@@ -19,11 +19,13 @@ public struct NodeMachineConfig: Sendable {
     /// alone [2 s]; with one, its Retry-After is honoured up to `maxCooldown` [300 s].
     public var cooldown: Duration
     public var maxCooldown: Duration
+    /// Duels and judging (DESIGN.md §6 step 5).
+    public var duel: DuelConfig
 
     public init(backends: [LocalBackendConfig] = [], policy: SchedulingPolicy = SchedulingPolicy(),
                 queueTimeout: Duration = .seconds(60), maxPending: Int = 256, maxRequests: Int = 4096,
                 maxRetryBackoff: Duration = .seconds(1), maxWakePerSignal: Int = 8,
-                cooldown: Duration = .seconds(2), maxCooldown: Duration = .seconds(300)) {
+                cooldown: Duration = .seconds(2), maxCooldown: Duration = .seconds(300), duel: DuelConfig = DuelConfig()) {
         precondition(policy.violations.isEmpty, "the policy must be valid: \(policy.violations)")
         precondition(queueTimeout >= .zero && maxPending >= 0 && maxRequests >= 1 && maxRetryBackoff > .zero && maxWakePerSignal >= 1)
         precondition(cooldown >= .zero && maxCooldown >= cooldown)
@@ -36,6 +38,37 @@ public struct NodeMachineConfig: Sendable {
         self.maxWakePerSignal = maxWakePerSignal
         self.cooldown = cooldown
         self.maxCooldown = maxCooldown
+        self.duel = duel
+    }
+}
+
+/// Whether and how a node takes part in duels.
+public struct DuelConfig: Hashable, Sendable {
+    /// As a requester, turn offloaded jobs into duels with the genesis' duel probability
+    /// [false]. The driver must support `collectAnswer`, `requestJudgements` and
+    /// `dropAnswers`.
+    public var runDuels: Bool
+    /// Judge pairs for other requesters (advertised in the member record) [false]. The
+    /// driver must support `runJudgement`.
+    public var judge: Bool
+    /// How long judges get once both answers are in [30 s].
+    public var judgingTimeout: Duration
+    /// How long a judge task may run here before it is given up [120 s].
+    public var judgeTaskTimeout: Duration
+    /// Duels in progress on this requester at once; past it jobs run single [256].
+    public var maxDuels: Int
+    /// Judge tasks at once; past it requests are declined [64].
+    public var maxJudgeTasks: Int
+
+    public init(runDuels: Bool = false, judge: Bool = false, judgingTimeout: Duration = .seconds(30),
+                judgeTaskTimeout: Duration = .seconds(120), maxDuels: Int = 256, maxJudgeTasks: Int = 64) {
+        precondition(judgingTimeout > .zero && judgeTaskTimeout > .zero && maxDuels >= 0 && maxJudgeTasks >= 0)
+        self.runDuels = runDuels
+        self.judge = judge
+        self.judgingTimeout = judgingTimeout
+        self.judgeTaskTimeout = judgeTaskTimeout
+        self.maxDuels = maxDuels
+        self.maxJudgeTasks = maxJudgeTasks
     }
 }
 
@@ -75,6 +108,12 @@ public struct NodeMachine: Sendable {
     /// The request each offloaded job belongs to.
     var jobRequests: [JobID: RequestID] = [:]
     var nextStream: UInt64 = 1
+    /// Duels this node runs as requester, by job.
+    var duels: [JobID: DuelRun] = [:]
+    /// The duel each second-copy stream belongs to.
+    var duelStreams: [StreamID: JobID] = [:]
+    /// Judge tasks this node took, by job.
+    var judgeTasks: [JobID: JudgeTask] = [:]
     public private(set) var phase: Phase = .idle
 
     public enum Phase: Hashable, Sendable {
@@ -89,6 +128,7 @@ public struct NodeMachine: Sendable {
         backends = LocalBackends(config.backends)
         prng = SeededPRNG(seed: seed ^ 0x5EED)
         net = network.map { NetworkState($0, seed: seed) }
+        net?.judging = config.duel.judge
     }
 
     // MARK: Queries
@@ -147,6 +187,8 @@ public struct NodeMachine: Sendable {
         case .backendHealth(let b, let healthy, let kv): backendHealth(b, healthy: healthy, kv: kv, now: now, into: &out)
         case .storedConflict(let stored, let written):
             net?.storedConflict(stored, written, prng: &prng, into: &out)
+        case .judgement(let job, let original, let swapped):
+            judgementDone(job, original: original, swapped: swapped, now: now, into: &out)
         }
         if phase == .running { net?.armMembershipTimer(into: &out) }
         return out
@@ -182,6 +224,8 @@ public struct NodeMachine: Sendable {
         case .offer(let s): offerTimedOut(s, now: now, into: &out)
         case .deadline(let id): deadlinePassed(id, now: now, into: &out)
         case .cooldown(let target, let model): cooldownFired(target, model: model, now: now, into: &out)
+        case .duel(let job): duelDeadline(job, now: now, into: &out)
+        case .judgeTask(let job): judgeTaskExpired(job, into: &out)
         }
     }
 
@@ -204,12 +248,18 @@ public struct NodeMachine: Sendable {
                               now: now, prng: &prng, into: &out)
         case .offerAnswer(let answer):
             offerAnswered(answer, from: from, now: now, into: &out)
+        case .judgeRequest(let spec):
+            judgeRequested(spec, from: from, fromAddress: fromAddress, now: now, into: &out)
+        case .judgeVerdict(let v):
+            verdictArrived(v, from: from, now: now, into: &out)
         }
     }
 
     private mutating func streamEvent(_ s: StreamID, _ e: StreamEvent, now: Instant, into out: inout [NodeDirective]) {
         if requestStreams[s] != nil {
             requestStreamEvent(s, e, now: now, into: &out)
+        } else if let job = duelStreams[s] {
+            duelStreamEvent(s, job: job, e, now: now, into: &out)
         } else if let job = net?.executor.job(on: s) {
             if case .failed(.throttled(let status, let retryAfter)) = e {
                 throttled(.local(job.backend), model: job.authorization.value.model, status: status, retryAfter: retryAfter, now: now, into: &out)

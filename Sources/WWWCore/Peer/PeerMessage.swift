@@ -15,6 +15,11 @@ public enum PeerMessage: Hashable, Sendable, Codable, CanonicallyEncodable {
     case offer(OfferMessage)
     /// The executor's signed accept or reject of an offer (§6.3).
     case offerAnswer(Signed<OfferAnswer>)
+    /// A duel's requester asks a judge for a verdict on a pair (§6.5); the shell carries
+    /// the prompt and both answers beside it.
+    case judgeRequest(DuelPairSpec)
+    /// A judge's signed verdict, to the duel's requester.
+    case judgeVerdict(Signed<JudgeVerdict>)
 
     public var kind: PeerMessageKind {
         switch self {
@@ -22,6 +27,8 @@ public enum PeerMessage: Hashable, Sendable, Codable, CanonicallyEncodable {
         case .ledgerSync: .ledger
         case .offer: .offer
         case .offerAnswer: .offerAnswer
+        case .judgeRequest: .judgeRequest
+        case .judgeVerdict: .judgeVerdict
         }
     }
 
@@ -31,6 +38,8 @@ public enum PeerMessage: Hashable, Sendable, Codable, CanonicallyEncodable {
         case .ledgerSync(let s): .object(["ledgerSync": s.canonical])
         case .offer(let o): .object(["offer": o.canonical])
         case .offerAnswer(let a): .object(["offerAnswer": signedCanonical(a)])
+        case .judgeRequest(let r): .object(["judgeRequest": r.canonical])
+        case .judgeVerdict(let v): .object(["judgeVerdict": signedCanonical(v)])
         }
     }
 }
@@ -42,6 +51,8 @@ public enum PeerMessageKind: String, Hashable, Sendable, Codable, CaseIterable {
     case ledger
     case offer
     case offerAnswer
+    case judgeRequest
+    case judgeVerdict
 }
 
 /// One ledger anti-entropy message (Scuttlebutt, van Renesse et al. 2008): the sender's

@@ -114,8 +114,14 @@ extension NodeMachine {
             jobRequests[job] = id
         }
         let order = net!.orderedExecutors(model: r.spec.model, excluding: r.route.peersOnRoute, policy: config.policy, prng: &prng)
+        var candidates = order
+        if r.job == nil, let job = requests[id]!.job {   // the job's first offload: a duel?
+            maybeStartDuel(id, job: job, order: order, now: now, into: &out)
+            // The second copy's executor is not a candidate for the first.
+            if let second = duels[job]?.duel.second { candidates.removeAll { $0 == second } }
+        }
         var round = OfferRound(policy: config.policy, overallDeadline: r.placementDeadline)
-        let action = round.start(candidates: order, now: now)
+        let action = round.start(candidates: candidates, now: now)
         roundAction(id, round: round, action, now: now, into: &out)
     }
 
@@ -148,9 +154,9 @@ extension NodeMachine {
     private mutating func sendOffer(_ id: RequestID, to: NodeID, address: String, round: OfferRound, deadline: Instant,
                                     into out: inout [NodeDirective]) {
         guard let r = requests[id], let job = r.job, let net else { return }
-        let auth = PaymentAuthorization(job: job, requester: net.me, executor: to, model: r.spec.model,
-                                        price: net.price, expiresAt: r.spec.deadline)
-        let offer = OfferMessage(authorization: Signed(auth, by: net.signer), route: r.route.peersOnRoute)
+        let auth = authorization(id, job: job, executor: to)
+        let offer = OfferMessage(authorization: Signed(auth, by: net.signer), route: r.route.peersOnRoute,
+                                 duel: duelTerms(job, executor: to, into: &out))
         let s = makeStream()
         requests[id]!.phase = .offering(round: round, stream: s, executor: to)
         requestStreams[s] = id
@@ -166,6 +172,7 @@ extension NodeMachine {
             out.append(.notify(.peerMessageRefused(.offerAnswer, from: from, reason: "answer not signed by its executor")))
             return
         }
+        if shadowAnswered(a, from: from, now: now, into: &out) { return }
         guard let id = jobRequests[a.job], let r = requests[id], case .offering(var round, let s, let executor) = r.phase,
               executor == from, case .offering(let candidate, _, _) = round.state, candidate == from
         else { return }   // stale: that offer was given up already
@@ -180,6 +187,7 @@ extension NodeMachine {
                 requests[id]!.route.executing(on: .peer(from))
                 requests[id]!.phase = .running(stream: s, target: .peer(from))
                 out.append(.notify(.offer(.requester, .accepted)))
+                firstCopyAccepted(a, stream: s, now: now, into: &out)
                 return
             }
             // The accept came at or after the offer's deadline: the round moved on.
@@ -191,6 +199,7 @@ extension NodeMachine {
     }
 
     mutating func offerTimedOut(_ s: StreamID, now: Instant, into out: inout [NodeDirective]) {
+        if shadowOfferTimedOut(s, now: now, into: &out) { return }
         guard let id = requestStreams[s], let r = requests[id], case .offering(var round, let current, _) = r.phase,
               current == s else { return }
         let next = round.timeout(now: now)
@@ -205,6 +214,7 @@ extension NodeMachine {
 
     mutating func requestStreamEvent(_ s: StreamID, _ e: StreamEvent, now: Instant, into out: inout [NodeDirective]) {
         guard let id = requestStreams[s], let r = requests[id] else { return }
+        observeFirstCopy(r, stream: s, e, now: now, into: &out)
         switch (r.phase, e) {
         case (.offering(var round, let current, let executor), _) where current == s:
             // No answer yet, and the connection failed (or the executor broke protocol).
@@ -279,6 +289,22 @@ extension NodeMachine {
         guard requests[id]?.spendReserved == true else { return }
         requests[id]!.spendReserved = false
         net?.releaseSpend()
+    }
+
+    /// A duel's first copy runs on the request's own stream: tell the duel when it ends.
+    private mutating func observeFirstCopy(_ r: RequestLifecycle, stream s: StreamID, _ e: StreamEvent, now: Instant,
+                                           into out: inout [NodeDirective]) {
+        guard let job = r.job, duels[job] != nil else { return }
+        let target: RelayTarget? = switch r.phase {
+        case .running(let cur, let t), .committed(let cur, let t): cur == s ? t : nil
+        default: nil
+        }
+        guard case .peer(let executor)? = target else { return }
+        switch e {
+        case .finished(let o): firstCopyEnded(job: job, executor: executor, outcome: o, now: now, into: &out)
+        case .failed: firstCopyEnded(job: job, executor: executor, outcome: nil, now: now, into: &out)
+        case .firstContent: break
+        }
     }
 
     // MARK: Waiting
@@ -404,7 +430,10 @@ extension NodeMachine {
     private mutating func remove(_ id: RequestID, into out: inout [NodeDirective]) {
         guard let r = requests.removeValue(forKey: id) else { return }
         if r.spendReserved { net?.releaseSpend() }
-        if let job = r.job { jobRequests[job] = nil }
+        if let job = r.job {
+            jobRequests[job] = nil
+            requestEnded(job: job, into: &out)
+        }
         if let s = r.stream { requestStreams[s] = nil }
         unpark(id)
         out.append(.cancelTimer(.deadline(id)))

@@ -182,6 +182,13 @@ public final class NodeRuntime: Service, @unchecked Sendable {
             case .cancelStream(let s): cancelStream(s)
             case .respond(let id, let r): respond(id, r)
             case .notify(let e): observe(e)
+            case .collectAnswer, .requestJudgements, .dropAnswers:
+                // The shell does not collect answers or carry judge requests yet, so it never
+                // enables `DuelConfig.runDuels`; a machine configured otherwise gets none.
+                logger.debug("duel directive ignored: this node does not run duels")
+            case .runJudgement(let spec):
+                // Nor does it judge (`DuelConfig.judge` stays off): abstain.
+                conflicts.append(.judgement(job: spec.job, original: nil, swapped: nil))
             }
         }
         return conflicts

@@ -91,6 +91,20 @@ extension NodeRuntime {
             metrics.cooldown(target: target.peer == nil ? "local" : "peer", status: status)
             logger.info("upstream cooling down", metadata: ["target": "\(target)", "model": "\(model)", "status": "\(status)",
                                                            "for_s": "\(Double((until - wallClockNow()).nanoseconds) / 1e9)"])
+        case .duelStarted(let job, let first, let second):
+            metrics.duel("started")
+            logger.debug("duel started", metadata: ["job": "\(job)", "first": "\(first)", "second": "\(second)"])
+        case .duelSettled(let job, let majority, let verdicts):
+            metrics.duel("settled_" + (majority?.rawValue ?? "no_majority"))
+            logger.info("duel settled", metadata: ["job": "\(job)", "majority": "\(majority?.rawValue ?? "none")", "verdicts": "\(verdicts)"])
+        case .duelAbandoned(let job, let reason):
+            metrics.duel("abandoned")
+            logger.info("duel abandoned", metadata: ["job": "\(job)", "reason": "\(reason)"])
+        case .verdictSent(_, let choice):
+            metrics.verdict(choice.rawValue)
+        case .judgeRequestDeclined(let job, let reason):
+            metrics.verdict("declined_\(reason.rawValue)")
+            logger.debug("judge request declined", metadata: ["job": "\(job)", "reason": "\(reason.rawValue)"])
         }
     }
 

@@ -1,0 +1,263 @@
+/// Duels in the node machine (DESIGN.md §6 step 5): the requester's second copy, its
+/// judges and its settlement, and the judge's side. The pure rules live in `Duel`,
+/// `JudgePanel` and `JudgeDuty`; this file wires them to offers, streams and messages.
+///
+/// Requester: when an offloaded job becomes a duel, its first two stake-ordered executors
+/// are the duel's `first` (the normal offer round's first candidate) and `second` (a
+/// parallel "second copy" offer); both offers carry `DuelTerms` and both accept answers a
+/// `DuelAcceptance`. The user gets the first executor's answer; the driver keeps both
+/// answers' texts (`collectAnswer`). Once both finished, the panel is asked
+/// (`requestJudgements`); verdicts or the deadline settle the duel (`duelSettlement`,
+/// appended and published). Anything else — a rejected or failed copy, the first offer
+/// going to another candidate, the user leaving before both finished — abandons it.
+struct DuelRun: Sendable {
+    var duel: Duel
+    /// The user's request, while it lives.
+    var request: RequestID?
+    /// The second copy's stream, while it runs.
+    var shadow: StreamID?
+    /// The second copy's price is reserved.
+    var shadowSpend = true
+    /// The first copy finished (the user's answer is complete).
+    var firstDone = false
+}
+
+/// A judge request this node took.
+struct JudgeTask: Sendable {
+    var spec: DuelPairSpec
+    var requesterAddress: String
+}
+
+extension NodeMachine {
+    // MARK: Requester: starting a duel
+
+    /// Decides whether the job of `id` becomes a duel (once per job, before its first
+    /// offer) and starts the second copy. `order` is the stake order of executors.
+    mutating func maybeStartDuel(_ id: RequestID, job: JobID, order: [NodeID], now: Instant, into out: inout [NodeDirective]) {
+        guard config.duel.runDuels, let net, duels.count < config.duel.maxDuels, duels[job] == nil, order.count >= 2 else { return }
+        let p = net.genesis.parameters
+        guard p.duelProbability > 0, prng.next() % UInt64(partsPerMillionOne) < UInt64(p.duelProbability) else { return }
+        let (e1, e2) = (order[0], order[1])
+        let candidates = net.membership.alivePeers().filter(\.judging).map {
+            (node: $0.node, stake: net.ledger.effectiveStake(declared: $0.stake, of: $0.node))
+        }
+        guard let judges = JudgePanel.select(job: job, requester: net.me, executors: e1, e2, candidates: candidates,
+                                             count: p.judgesPerDuel, crypto: net.crypto),
+              let address = net.address(of: e2), self.net!.reserveSpend() else { return }
+        var run = DuelRun(duel: Duel(job: job, requester: net.me, first: e1, second: e2, judges: judges,
+                                     judgingTimeout: config.duel.judgingTimeout), request: id)
+        let s = makeStream()
+        run.shadow = s
+        duels[job] = run
+        duelStreams[s] = job
+        let offer = OfferMessage(authorization: Signed(authorization(id, job: job, executor: e2), by: net.signer),
+                                 duel: duelTerms(job, executor: e2))
+        out.append(.notify(.duelStarted(job: job, first: e1, second: e2)))
+        out.append(.openOffer(s, to: e2, address: address, offer, request: id))
+        out.append(.setTimer(.offer(s), at: min(now + config.policy.offerTimeout, requests[id]!.placementDeadline)))
+    }
+
+    /// The payment authorization of `id`'s job for `executor`.
+    func authorization(_ id: RequestID, job: JobID, executor: NodeID) -> PaymentAuthorization {
+        let r = requests[id]!
+        return PaymentAuthorization(job: job, requester: net!.me, executor: executor, model: r.spec.model,
+                                    price: net!.price, expiresAt: r.spec.deadline)
+    }
+
+    /// The duel terms an offer of `job` to `executor` carries (nil: not a duel copy). An
+    /// offer of a duel's job to a third executor (the round moved on) abandons the duel.
+    mutating func duelTerms(_ job: JobID, executor: NodeID, into out: inout [NodeDirective]) -> DuelTerms? {
+        guard let run = duels[job], !run.duel.isOver else { return nil }
+        guard executor == run.duel.first || executor == run.duel.second else {
+            abandonDuel(job, .executorFailed(run.duel.first), into: &out)
+            return nil
+        }
+        return duelTerms(job, executor: executor)
+    }
+
+    private func duelTerms(_ job: JobID, executor: NodeID) -> DuelTerms? {
+        guard let run = duels[job], let net else { return nil }
+        let d = run.duel
+        let partner = executor == d.first ? d.second : d.first
+        // Both bonds: loserBondShare of the smaller stake, so each executor can cover it.
+        let stakes = [d.first, d.second].map { n in
+            net.ledger.effectiveStake(declared: net.membership.record(of: n)?.stake ?? .zero, of: n)
+        }
+        let bond = (stakes.min() ?? .zero).scaled(net.genesis.parameters.loserBondShare, partsPerMillionOne)
+        return DuelTerms(judges: d.judges, bond: bond, partner: partner)
+    }
+
+    // MARK: Requester: answers and streams of the copies
+
+    /// An offer answer for a duel's second copy; true when it was one.
+    mutating func shadowAnswered(_ a: OfferAnswer, from: NodeID, now: Instant, into out: inout [NodeDirective]) -> Bool {
+        guard let run = duels[a.job], let s = run.shadow, from == run.duel.second, duelStreams[s] == a.job,
+              !run.duel.isOver else { return false }
+        out.append(.cancelTimer(.offer(s)))
+        guard a.accepted, let acceptance = a.duelAcceptance else {
+            out.append(.notify(.offer(.requester, a.accepted ? .accepted : .rejected(a.reason ?? .policy))))
+            abandonDuel(a.job, .executorFailed(from), into: &out)
+            return true
+        }
+        out.append(.notify(.offer(.requester, .accepted)))
+        out.append(.collectAnswer(s, job: a.job))
+        applyDuel(a.job, duels[a.job]!.duel.accepted(acceptance, now: now, crypto: net!.crypto), now: now, into: &out)
+        return true
+    }
+
+    /// The first copy's executor accepted: record its acceptance and keep its text.
+    mutating func firstCopyAccepted(_ a: OfferAnswer, stream s: StreamID, now: Instant, into out: inout [NodeDirective]) {
+        guard let run = duels[a.job], !run.duel.isOver, a.executor == run.duel.first else { return }
+        guard let acceptance = a.duelAcceptance else { return abandonDuel(a.job, .badAcceptance(from: a.executor), into: &out) }
+        out.append(.collectAnswer(s, job: a.job))
+        applyDuel(a.job, duels[a.job]!.duel.accepted(acceptance, now: now, crypto: net!.crypto), now: now, into: &out)
+    }
+
+    /// The first copy's stream (the user's) finished or failed.
+    mutating func firstCopyEnded(job: JobID, executor: NodeID, outcome: StreamOutcome?, now: Instant, into out: inout [NodeDirective]) {
+        guard let run = duels[job], !run.duel.isOver, executor == run.duel.first else { return }
+        guard let outcome else { return abandonDuel(job, .executorFailed(executor), into: &out) }
+        duels[job]!.firstDone = true
+        applyDuel(job, duels[job]!.duel.finished(executor, responseHash: outcome.responseHash, now: now, crypto: net!.crypto),
+                  now: now, into: &out)
+    }
+
+    /// An event on a second copy's stream (its offer, then its answer).
+    mutating func duelStreamEvent(_ s: StreamID, job: JobID, _ e: StreamEvent, now: Instant, into out: inout [NodeDirective]) {
+        guard let run = duels[job], run.shadow == s else { duelStreams[s] = nil; return }
+        switch e {
+        case .firstContent:
+            break
+        case .finished(let o):
+            endShadow(job, into: &out)
+            applyDuel(job, duels[job]!.duel.finished(run.duel.second, responseHash: o.responseHash, now: now, crypto: net!.crypto),
+                      now: now, into: &out)
+        case .failed:
+            abandonDuel(job, .executorFailed(run.duel.second), into: &out)
+        }
+    }
+
+    /// The second copy's offer got no answer in time.
+    mutating func shadowOfferTimedOut(_ s: StreamID, now: Instant, into out: inout [NodeDirective]) -> Bool {
+        guard let job = duelStreams[s], let run = duels[job], run.shadow == s else { return false }
+        out.append(.notify(.offer(.requester, .timedOut)))
+        abandonDuel(job, .executorFailed(run.duel.second), into: &out)
+        return true
+    }
+
+    /// The user's request ends (`remove`): a duel whose first copy did not finish is over.
+    mutating func requestEnded(job: JobID, into out: inout [NodeDirective]) {
+        guard let run = duels[job] else { return }
+        duels[job]!.request = nil
+        if !run.firstDone && !run.duel.isOver { abandonDuel(job, .executorFailed(run.duel.first), into: &out) }
+    }
+
+    private mutating func endShadow(_ job: JobID, into out: inout [NodeDirective]) {
+        guard let run = duels[job] else { return }
+        if let s = run.shadow { duelStreams[s] = nil }
+        duels[job]!.shadow = nil
+        if run.shadowSpend {
+            duels[job]!.shadowSpend = false
+            net?.releaseSpend()
+        }
+    }
+
+    // MARK: Requester: judging and settlement
+
+    mutating func verdictArrived(_ v: Signed<JudgeVerdict>, from: NodeID, now: Instant, into out: inout [NodeDirective]) {
+        guard let net, let run = duels[v.value.job], v.signer == from else { return }
+        let stake = net.ledger.effectiveStake(declared: net.membership.record(of: from)?.stake ?? .zero, of: from)
+        applyDuel(v.value.job, duels[v.value.job]!.duel.verdict(v, minimumStakeAtRisk: stake, signer: net.signer,
+                                                                fee: net.genesis.parameters.judgeFee, crypto: net.crypto),
+                  now: now, into: &out)
+        _ = run
+    }
+
+    mutating func duelDeadline(_ job: JobID, now: Instant, into out: inout [NodeDirective]) {
+        guard let net, duels[job] != nil else { return }
+        applyDuel(job, duels[job]!.duel.deadlinePassed(now: now, signer: net.signer, fee: net.genesis.parameters.judgeFee),
+                  now: now, into: &out)
+    }
+
+    /// Executes a duel's directives.
+    private mutating func applyDuel(_ job: JobID, _ ds: [Duel.Directive], now: Instant, into out: inout [NodeDirective]) {
+        for d in ds {
+            switch d {
+            case .requestVerdicts(let spec, let judges, let deadline):
+                var addresses: [NodeID: String] = [:]
+                for j in judges { if let a = net?.address(of: j) { addresses[j] = a } }
+                out.append(.requestJudgements(spec, judges: addresses))
+                out.append(.setTimer(.duel(job), at: deadline))
+            case .settle(let s):
+                out.append(.cancelTimer(.duel(job)))
+                out.append(.dropAnswers(job: job))
+                let rejection = net!.appendOwn(.duelSettlement(s), extra: [], now: now, prng: &prng, into: &out)
+                if let rejection {
+                    out.append(.notify(.duelAbandoned(job: job, reason: .settlementRefused(rejection))))
+                } else {
+                    out.append(.notify(.duelSettled(job: job, majority: s.majority, verdicts: s.verdicts.count)))
+                }
+                finishDuel(job)
+            case .abandon(let reason):
+                abandonDuel(job, reason, into: &out)
+            }
+        }
+    }
+
+    /// Ends a duel without a settlement: stops the second copy, forgets the texts.
+    mutating func abandonDuel(_ job: JobID, _ reason: DuelAbandonReason, into out: inout [NodeDirective]) {
+        guard let run = duels[job] else { return }
+        if let s = run.shadow {
+            out.append(.cancelTimer(.offer(s)))
+            out.append(.cancelStream(s))
+        }
+        endShadow(job, into: &out)
+        out.append(.cancelTimer(.duel(job)))
+        out.append(.dropAnswers(job: job))
+        out.append(.notify(.duelAbandoned(job: job, reason: reason)))
+        finishDuel(job)
+    }
+
+    private mutating func finishDuel(_ job: JobID) {
+        guard let run = duels.removeValue(forKey: job) else { return }
+        if let s = run.shadow { duelStreams[s] = nil }
+        if run.shadowSpend { net?.releaseSpend() }
+    }
+
+    // MARK: Judge
+
+    mutating func judgeRequested(_ spec: DuelPairSpec, from: NodeID, fromAddress: String, now: Instant,
+                                 into out: inout [NodeDirective]) {
+        guard let net, config.duel.judge, judgeTasks[spec.job] == nil else { return }
+        if let refusal = JudgeDuty.refusal(spec, me: net.me, from: from, judgesPerDuel: net.genesis.parameters.judgesPerDuel,
+                                           crypto: net.crypto) {
+            out.append(.notify(.judgeRequestDeclined(job: spec.job, reason: refusal)))
+            return
+        }
+        guard judgeTasks.count < config.duel.maxJudgeTasks else {
+            out.append(.notify(.judgeRequestDeclined(job: spec.job, reason: .busy)))
+            return
+        }
+        // Answers go to the requester's own signed record's address, not one it names.
+        let address = net.address(of: from) ?? fromAddress
+        judgeTasks[spec.job] = JudgeTask(spec: spec, requesterAddress: address)
+        out.append(.runJudgement(spec))
+        out.append(.setTimer(.judgeTask(spec.job), at: now + config.duel.judgeTaskTimeout))
+    }
+
+    mutating func judgementDone(_ job: JobID, original: PairwisePreference?, swapped: PairwisePreference?, now: Instant,
+                                into out: inout [NodeDirective]) {
+        guard let net, let task = judgeTasks.removeValue(forKey: job) else { return }
+        out.append(.cancelTimer(.judgeTask(job)))
+        guard let original, let swapped else { return }   // could not judge: abstain
+        let stake = net.ledger.effectiveStake(declared: net.declaredStake, of: net.me)
+        let v = JudgeDuty.verdict(task.spec, original: original, swapped: swapped, stakeAtRisk: stake, signer: net.signer)
+        out.append(.send(.judgeVerdict(v), to: task.spec.requester, address: task.requesterAddress))
+        out.append(.notify(.verdictSent(job: job, choice: v.value.choice)))
+    }
+
+    mutating func judgeTaskExpired(_ job: JobID, into out: inout [NodeDirective]) {
+        guard judgeTasks.removeValue(forKey: job) != nil else { return }
+        out.append(.notify(.judgeRequestDeclined(job: job, reason: .timedOut)))
+    }
+}
