@@ -758,6 +758,34 @@ struct NodeMachineDuelRequesterTests {
         #expect(m.ledger!.totalBalance == m.ledger!.genesis.totalSupply)
     }
 
+    @Test("the first-content race: the second copy has content first, so the user gets it")
+    func secondCopyWinsTheRace() {
+        var m = requester()
+        let job = F.job(1, 1)
+        let out = m.handle(.userRequest(r1, F.spec()), now: ms(1))
+        guard case .notify(.duelStarted(_, let e1, let e2))? = out.first(where: { if case .notify(.duelStarted) = $0 { true } else { false } })
+        else { Issue.record("no duel"); return }
+        let n1: UInt8 = e1 == F.id(2) ? 2 : 3, n2: UInt8 = n1 == 2 ? 3 : 2
+        let panel = [4, 5, 6].map(F.id).sorted()
+        let sShadow = StreamID(1), sFirst = StreamID(2)
+        _ = m.handle(.peerMessage(.offerAnswer(answer(job, executor: e2, signer: F.signer(n2),
+                                                      terms: DuelTerms(judges: panel, bond: Credits(credits: 5), partner: e1), at: ms(5))),
+                                  from: e2, fromAddress: F.addr(n2)), now: ms(5))
+        _ = m.handle(.peerMessage(.offerAnswer(answer(job, executor: e1, signer: F.signer(n1),
+                                                      terms: DuelTerms(judges: panel, bond: Credits(credits: 5), partner: e2), at: ms(6))),
+                                  from: e1, fromAddress: F.addr(n1)), now: ms(6))
+        #expect(m.handle(.stream(sShadow, .firstContent), now: ms(8)) == [.respond(r1, .commit(stream: sShadow, executor: e2))])
+        // The first copy's content later changes nothing for the user.
+        #expect(m.handle(.stream(sFirst, .firstContent), now: ms(9)) == [])
+        let done = m.handle(.stream(sShadow, .finished(F.outcome("two"))), now: ms(20))
+        #expect(done.contains(.respond(r1, .complete(stream: sShadow))))
+        // The first copy, now read only for the judges, finishing asks the panel (order unchanged: e1 is first).
+        let last = m.handle(.stream(sFirst, .finished(F.outcome("one"))), now: ms(30))
+        guard case .requestJudgements(let spec, _)? = last.first else { Issue.record("expected judge requests: \(last)"); return }
+        #expect(spec.first == e1 && spec.second == e2 && spec.firstResponseHash == F.outcome("one").responseHash)
+        #expect(m.spendable == Credits(credits: 100))   // both prices released (receipts are not in yet)
+    }
+
     @Test("the second copy refused: the duel is abandoned and the job runs single")
     func refusedSecondCopy() {
         var m = requester()

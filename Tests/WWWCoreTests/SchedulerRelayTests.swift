@@ -22,6 +22,21 @@ import Testing
         #expect(r.state == .completed)
     }
 
+    @Test func aDuelCopyWinningTheRaceTakesTheAwaitedPlace() {
+        var r = route(maxFailovers: 0)
+        let early = r.raced(to: b)   // nothing awaited yet
+        r.executing(on: a)
+        let self_ = r.raced(to: a)   // already on the route
+        let won = r.raced(to: b)
+        #expect(!early && !self_ && won)
+        #expect(r.state == .streaming(b) && r.targets == [b])
+        let late = r.raced(to: c)    // streaming: too late
+        #expect(!late)
+        let stale = r.failed(a, failure: .connectionLost, now: t0)
+        let broken = r.failed(b, failure: .connectionLost, now: t0)
+        #expect(stale == .ignore && broken == .failStream(.connectionLost))
+    }
+
     @Test func failureBeforeFirstByteFailsOverBounded() {
         var r = route(maxFailovers: 2)
         r.executing(on: a)

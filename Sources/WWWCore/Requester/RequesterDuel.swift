@@ -5,8 +5,8 @@
 /// Requester: when an offloaded job becomes a duel, its first two stake-ordered executors
 /// are the duel's `first` (the normal offer round's first candidate) and `second` (a
 /// parallel "second copy" offer); both offers carry `DuelTerms` and both accept answers a
-/// `DuelAcceptance`. The user gets the first executor's answer; the driver keeps both
-/// answers' texts (`collectAnswer`). Once both finished, the panel is asked
+/// `DuelAcceptance`. The user gets whichever copy has content first (the first copy while
+/// both are silent); the driver keeps both answers' texts (`collectAnswer`). Once both finished, the panel is asked
 /// (`requestJudgements`); verdicts or the deadline settle the duel (`duelSettlement`,
 /// appended and published). Anything else — a rejected or failed copy, the first offer
 /// going to another candidate, the user leaving before both finished — abandons it.
@@ -14,11 +14,13 @@ struct DuelRun: Sendable {
     var duel: Duel
     /// The user's request, while it lives.
     var request: RequestID?
-    /// The second copy's stream, while it runs.
+    /// The copy the user does not read, while it runs: its stream and executor (the second
+    /// copy, or the first one after the second won the first-content race).
     var shadow: StreamID?
+    var shadowExecutor: NodeID
     /// The second copy's price is reserved.
     var shadowSpend = true
-    /// The first copy finished (the user's answer is complete).
+    /// The user's copy finished (the user's answer is complete).
     var firstDone = false
 }
 
@@ -45,7 +47,7 @@ extension NodeMachine {
                                              count: p.judgesPerDuel, crypto: net.crypto),
               let address = net.address(of: e2), self.net!.reserveSpend() else { return }
         var run = DuelRun(duel: Duel(job: job, requester: net.me, first: e1, second: e2, judges: judges,
-                                     judgingTimeout: config.duel.judgingTimeout), request: id)
+                                     judgingTimeout: config.duel.judgingTimeout), request: id, shadowExecutor: e2)
         let s = makeStream()
         run.shadow = s
         duels[job] = run
@@ -91,7 +93,7 @@ extension NodeMachine {
 
     /// An offer answer for a duel's second copy; true when it was one.
     mutating func shadowAnswered(_ a: OfferAnswer, from: NodeID, now: Instant, into out: inout [NodeDirective]) -> Bool {
-        guard let run = duels[a.job], let s = run.shadow, from == run.duel.second, duelStreams[s] == a.job,
+        guard let run = duels[a.job], let s = run.shadow, from == run.shadowExecutor, duelStreams[s] == a.job,
               !run.duel.isOver else { return false }
         out.append(.cancelTimer(.offer(s)))
         guard a.accepted, let acceptance = a.duelAcceptance else {
@@ -113,35 +115,54 @@ extension NodeMachine {
         applyDuel(a.job, duels[a.job]!.duel.accepted(acceptance, now: now, crypto: net!.crypto), now: now, into: &out)
     }
 
-    /// The first copy's stream (the user's) finished or failed.
+    /// The user's copy finished or failed.
     mutating func firstCopyEnded(job: JobID, executor: NodeID, outcome: StreamOutcome?, now: Instant, into out: inout [NodeDirective]) {
-        guard let run = duels[job], !run.duel.isOver, executor == run.duel.first else { return }
+        guard let run = duels[job], !run.duel.isOver, executor != run.shadowExecutor,
+              executor == run.duel.first || executor == run.duel.second else { return }
         guard let outcome else { return abandonDuel(job, .executorFailed(executor), into: &out) }
         duels[job]!.firstDone = true
         applyDuel(job, duels[job]!.duel.finished(executor, responseHash: outcome.responseHash, now: now, crypto: net!.crypto),
                   now: now, into: &out)
     }
 
-    /// An event on a second copy's stream (its offer, then its answer).
+    /// An event on the stream the user does not read (the second copy's offer and answer).
     mutating func duelStreamEvent(_ s: StreamID, job: JobID, _ e: StreamEvent, now: Instant, into out: inout [NodeDirective]) {
         guard let run = duels[job], run.shadow == s else { duelStreams[s] = nil; return }
         switch e {
         case .firstContent:
-            break
+            raceWon(job, stream: s, now: now, into: &out)
         case .finished(let o):
             endShadow(job, into: &out)
-            applyDuel(job, duels[job]!.duel.finished(run.duel.second, responseHash: o.responseHash, now: now, crypto: net!.crypto),
+            applyDuel(job, duels[job]!.duel.finished(run.shadowExecutor, responseHash: o.responseHash, now: now, crypto: net!.crypto),
                       now: now, into: &out)
         case .failed:
-            abandonDuel(job, .executorFailed(run.duel.second), into: &out)
+            abandonDuel(job, .executorFailed(run.shadowExecutor), into: &out)
         }
+    }
+
+    /// The first-content race: the copy the user does not read has content first while the
+    /// user's copy, accepted, has none yet. The user gets it instead; the other becomes the
+    /// copy read only for the judges.
+    private mutating func raceWon(_ job: JobID, stream s: StreamID, now: Instant, into out: inout [NodeDirective]) {
+        guard let run = duels[job], let id = run.request, let r = requests[id],
+              case .running(let userStream, .peer(let userExecutor)) = r.phase else { return }
+        let winner = run.shadowExecutor
+        guard requests[id]!.route.raced(to: .peer(winner)) else { return }
+        requests[id]!.phase = .committed(stream: s, target: .peer(winner))
+        requestStreams[s] = id
+        requestStreams[userStream] = nil
+        duelStreams[s] = nil
+        duelStreams[userStream] = job
+        duels[job]!.shadow = userStream
+        duels[job]!.shadowExecutor = userExecutor
+        out.append(.respond(id, .commit(stream: s, executor: winner)))
     }
 
     /// The second copy's offer got no answer in time.
     mutating func shadowOfferTimedOut(_ s: StreamID, now: Instant, into out: inout [NodeDirective]) -> Bool {
         guard let job = duelStreams[s], let run = duels[job], run.shadow == s else { return false }
         out.append(.notify(.offer(.requester, .timedOut)))
-        abandonDuel(job, .executorFailed(run.duel.second), into: &out)
+        abandonDuel(job, .executorFailed(run.shadowExecutor), into: &out)
         return true
     }
 
@@ -149,7 +170,8 @@ extension NodeMachine {
     mutating func requestEnded(job: JobID, into out: inout [NodeDirective]) {
         guard let run = duels[job] else { return }
         duels[job]!.request = nil
-        if !run.firstDone && !run.duel.isOver { abandonDuel(job, .executorFailed(run.duel.first), into: &out) }
+        let userExecutor = run.shadowExecutor == run.duel.first ? run.duel.second : run.duel.first
+        if !run.firstDone && !run.duel.isOver { abandonDuel(job, .executorFailed(userExecutor), into: &out) }
     }
 
     private mutating func endShadow(_ job: JobID, into out: inout [NodeDirective]) {

@@ -120,6 +120,17 @@ public struct RelayRoute: Hashable, Sendable {
         return true
     }
 
+    /// A duel's other copy (`target`, not on the route) had content first, while the awaited
+    /// target had none: it takes the awaited target's place and streams to the user now.
+    /// Returns false (and changes nothing) unless the route awaits a first byte.
+    @discardableResult
+    public mutating func raced(to target: RelayTarget) -> Bool {
+        guard case .awaitingFirstByte = state, !targets.contains(target), !targets.isEmpty else { return false }
+        targets[targets.count - 1] = target
+        state = .streaming(target)
+        return true
+    }
+
     /// `target` finished its answer cleanly.
     public mutating func finished(from target: RelayTarget) {
         switch state {
