@@ -27,14 +27,23 @@ struct GenesisCommand: ParsableCommand {
     @Option(help: "Price per job in credits.") var price = 1.0
     @Option(help: "Output file.") var out = "genesis.json"
 
+    /// Most credits one grant or the price may be (keeps micro-credits far inside Int64).
+    static let maxCredits = 1e12
+
     func run() throws {
         var g = [NodeID: Credits]()
         for grant in grants {
             let parts = grant.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let id = NodeID(hex: parts[0]), let amount = Double(parts[1]), amount >= 0 else {
-                throw ValidationError("--grant must be NODE_ID=CREDITS with a 64-hex node id, got '\(grant)'")
+            guard parts.count == 2, let id = NodeID(hex: parts[0]), let amount = Double(parts[1]), amount.isFinite,
+                  (0...Self.maxCredits).contains(amount) else {
+                throw ValidationError("--grant must be NODE_ID=CREDITS with a 64-hex node id and 0...1e12 credits, got '\(grant)'")
             }
+            guard g[id] == nil else { throw ValidationError("--grant names node \(parts[0].prefix(16))… twice") }
             g[id] = Credits(micro: Int64((amount * 1e6).rounded()))
+        }
+        guard price.isFinite, (0...Self.maxCredits).contains(price) else { throw ValidationError("--price must be 0...1e12 credits") }
+        for seed in seeds where !isHostPort(seed) {
+            throw ValidationError("--seed must be host:port (a port in 1...65535), got '\(seed)'")
         }
         var params = GenesisParameters()
         params.pricePerJob = Credits(micro: Int64((price * 1e6).rounded()))
@@ -58,8 +67,11 @@ func fetchJSON<T: Decodable>(_ type: T.Type, client: HTTPClient = .shared, url: 
 
 /// Fetches one JSON view from a running node for a CLI command.
 func fetchView<T: Decodable>(_ type: T.Type, node: String, path: String) async throws -> T {
+    // "host:port" (as peers and seeds are written) means http://host:port.
+    var base = node.contains("://") ? node : "http://" + node
+    while base.hasSuffix("/") { base.removeLast() }
     do {
-        return try await fetchJSON(type, url: node + path)
+        return try await fetchJSON(type, url: base + path)
     } catch let e as CLIError {
         throw e
     } catch {
@@ -77,7 +89,7 @@ struct CLIError: Error, CustomStringConvertible {
 struct PeersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "peers", abstract: "Show a node's view of the network's members.")
 
-    @Option(help: "The node's base URL.") var node = "http://127.0.0.1:8080"
+    @Option(help: "The node's base URL, or host:port.") var node = "http://127.0.0.1:8080"
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
@@ -104,7 +116,7 @@ struct PeersCommand: AsyncParsableCommand {
 struct CreditsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "credits", abstract: "Show balances and stakes in a node's ledger view.")
 
-    @Option(help: "The node's base URL.") var node = "http://127.0.0.1:8080"
+    @Option(help: "The node's base URL, or host:port.") var node = "http://127.0.0.1:8080"
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {

@@ -49,3 +49,27 @@ struct LedgerRestoreTests {
         #expect(again.damaged == 0 && again.ledger.highWater(of: executor.nodeID) == 3 && again.ledger.balances == ledger.balances)
     }
 }
+
+@Suite("Node: a data directory belongs to one network")
+struct DataDirGenesisTests {
+    @Test("the first start records the genesis; another genesis on the same data directory is refused")
+    func anotherGenesisIsRefused() throws {
+        let dir = NSTemporaryDirectory() + "wwwnode-genesis-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let crypto = SwiftCryptoProvider()
+        let store = try EventStore<LedgerEvent>(dataDirectory: dir)
+        let a = Genesis(networkID: "a", grants: [NodeKey.generate().nodeID: Credits(credits: 1)])
+        let b = Genesis(networkID: "b", grants: a.grants)
+        try PeerContext.checkGenesis(a, store: store, crypto: crypto, dbPath: store.path)
+        try PeerContext.checkGenesis(a, store: store, crypto: crypto, dbPath: store.path)
+        #expect(throws: ConfigError.self) { try PeerContext.checkGenesis(b, store: store, crypto: crypto, dbPath: store.path) }
+    }
+
+    @Test("a genesis with a seed that is not host:port has a problem")
+    func badSeed() {
+        #expect(Genesis(networkID: "n", grants: [:], seeds: ["127.0.0.1:7070"]).problems.isEmpty)
+        for bad in ["nohost", ":7070", "h:0", "h:99999", "h:x"] {
+            #expect(!Genesis(networkID: "n", grants: [:], seeds: [bad]).problems.isEmpty, "\(bad)")
+        }
+    }
+}

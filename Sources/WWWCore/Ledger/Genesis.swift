@@ -130,10 +130,17 @@ public struct Genesis: Hashable, Sendable, Codable, CanonicallyEncodable {
     /// SHA-256 of the canonical bytes (32 bytes): the network's identity.
     public func hash(_ crypto: any CryptoProvider) -> [UInt8] { crypto.sha256(canonical.bytes) }
 
+    /// True for "host:port" with a non-empty host and a port in 1…65535 (at most 300 characters).
+    public static func isHostPort(_ s: String) -> Bool {
+        guard s.count <= 300, let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]) else { return false }
+        return colon > s.startIndex && (1...65535).contains(port)
+    }
+
     /// Human-readable problems; empty when the genesis is usable.
     public var problems: [String] {
         var out = parameters.problems
         if networkID.isEmpty { out.append("networkID must not be empty") }
+        for seed in seeds where !Self.isHostPort(seed) { out.append("seed '\(seed.prefix(80))' must be host:port with a port in 1...65535") }
         var total: Int64 = 0
         for (node, amount) in grants.sorted(by: { $0.key < $1.key }) {
             if amount < .zero { out.append("grant to \(node.hex) must be >= 0") }

@@ -34,6 +34,11 @@ struct PeerContext: Sendable {
         let restoredLedger: (ledger: Ledger, summary: LedgerRestoreSummary, damaged: Int)
         do {
             store = try EventStore<LedgerEvent>(dataDirectory: config.node.dataDir)
+        } catch {
+            throw ConfigError("cannot open the ledger database \(dbPath): \(error)")
+        }
+        try checkGenesis(genesis, store: store, crypto: crypto, dbPath: dbPath)
+        do {
             restoredLedger = try store.restoreLedger(genesis: genesis, crypto: crypto, config: ledgerConfig)
         } catch {
             throw ConfigError("cannot open the ledger database \(dbPath): \(error). If it is damaged, move it away and restart: the node fetches the network's events from its peers (events only this node held are lost).")
@@ -75,6 +80,20 @@ struct PeerContext: Sendable {
         cfg.decompression = .disabled
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: cfg)
     }()
+
+    /// A data directory belongs to one network: the first start records the genesis hash;
+    /// a later start with another genesis is refused (its events and sequence numbers belong
+    /// to the other network).
+    static func checkGenesis(_ genesis: Genesis, store: EventStore<LedgerEvent>, crypto: any CryptoProvider, dbPath: String) throws {
+        let hash = Hex.encode(genesis.hash(crypto))
+        if let recorded = try store.state("genesis_hash") {
+            guard recorded == hash else {
+                throw ConfigError("the data directory's ledger \(dbPath) belongs to another network (genesis \(recorded.prefix(16))…, this genesis \(hash.prefix(16))…, network '\(genesis.networkID)'); use another node.data_dir for this network")
+            }
+        } else {
+            try store.setState("genesis_hash", hash)
+        }
+    }
 
     static func loadGenesis(_ path: String) throws -> Genesis {
         guard let data = FileManager.default.contents(atPath: path) else { throw ConfigError("cannot read genesis file '\(path)'") }

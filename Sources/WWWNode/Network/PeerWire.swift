@@ -79,10 +79,7 @@ public func wallClockNow() -> Instant {
 }
 
 /// True for "host:port" with a port in 1…65535 (at most 300 characters).
-func isHostPort(_ s: String) -> Bool {
-    guard s.count <= 300, let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]) else { return false }
-    return colon > s.startIndex && (1...65535).contains(port)
-}
+public func isHostPort(_ s: String) -> Bool { Genesis.isHostPort(s) }
 
 /// A view of one member for `wwwserve peers` and `GET /p2p/v1/peers`.
 public struct PeerView: Codable, Sendable {
