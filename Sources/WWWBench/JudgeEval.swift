@@ -72,7 +72,10 @@ public struct JudgeEvalCommand: AsyncParsableCommand {
         var sets: [(String, [JudgePair])] = []
         for name in datasets.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
             var pairs = try JudgeData.load(name, dir: dir)
-            if judge == "reference" { pairs = pairs.filter { $0.reference != nil } }
+            if judge == "reference" {
+                pairs = pairs.filter { $0.reference != nil }
+                if pairs.isEmpty { progress("judge-eval: \(name) has no pairs whose question has a reference answer; skipped"); continue }
+            }
             if limit > 0 { pairs = Array(pairs.prefix(limit)) }
             sets.append((name, pairs))
         }

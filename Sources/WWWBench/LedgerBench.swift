@@ -181,8 +181,14 @@ struct LedgerBenchCommand: ParsableCommand {
             let ratio = r.encodedMiB > 0 ? String(format: "%.3f", r.rssMiB / r.encodedMiB) : "-"
             print(String(format: "  %-10d  %16.1f   %30.1f   %5@   %d", r.events, r.rssMiB, r.encodedMiB, ratio, r.liveKeys))
         }
-        print(String(format: "  %.0f bytes of RSS per event at %d events (%.3f × the encoded size); appended in %.1f s",
-                     perEvent, last.events, ratio, appendSeconds))
+        let firstNonZero = rows.first { $0.events > 0 }
+        if let f = firstNonZero, f.events < last.events {
+            let marginal = (last.rssMiB - f.rssMiB) * 1_048_576 / Double(last.events - f.events)
+            print(String(format: "  marginal RSS from %d to %d events: %.1f bytes per event (growth %.1f → %.1f MiB)",
+                         f.events, last.events, marginal, f.rssMiB, last.rssMiB))
+        }
+        print(String(format: "  RSS growth at %d events: %.1f MiB, %.3f × the encoded size; appended in %.1f s",
+                     last.events, last.rssMiB, ratio, appendSeconds))
         print(String(format: "  SQLite file: %.1f MiB", dbMiB))
         print(String(format: "  restart: restored %d events page by page in %.1f s; RSS growth %.1f MiB (process base %.1f MiB)",
                      restore.events, restore.seconds, restore.rssMiB, restore.baselineRSSMiB))

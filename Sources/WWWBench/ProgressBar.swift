@@ -32,6 +32,7 @@ public final class ProgressBar: @unchecked Sendable {
     public func clearLine() { if tty { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) } }
 
     private func draw() {
+        fflush(nil)   // what was printed on stdout comes before this line in a shared log
         let (d, f) = lock.withLock { (done, failed) }
         guard tty else {
             // Not a terminal (a log file, CI): one line at every tenth of the way.

@@ -9,13 +9,14 @@ import Logging
 public struct BenchCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure the node's overhead against calling the same upstream directly.",
+        abstract: "Measure the node against baselines run side by side (overhead, e2e, machine, ledger).",
         discussion: """
             overhead: a fast in-process fake upstream; p50/p90/p99 latency and TTFT, the latency \
             the node adds, and requests/s through the node relative to direct calls.
             e2e: the real model (a managed llama.cpp engine); generated tokens/s through the node \
             relative to calling the engine directly, same prompts, temperature 0, fixed seed.
             machine: the node machine's CPU cost per request, no I/O.
+            ledger: resident memory against ledger size (ledger + SQLite store, and a restart).
             All traffic stays on 127.0.0.1.
             """,
         subcommands: [OverheadCommand.self, E2ECommand.self, MachineCommand.self, LedgerBenchCommand.self])
@@ -45,6 +46,7 @@ struct BenchError: Error, CustomStringConvertible {
 
 /// Progress lines go to stderr so that `--json` output on stdout stays clean.
 func progress(_ s: String) {
+    fflush(nil)   // keep stdout's lines before this one in a shared log
     FileHandle.standardError.write(Data((s + "\n").utf8))
 }
 

@@ -36,19 +36,25 @@ struct GenesisCommand: ParsableCommand {
             let parts = grant.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, let id = NodeID(hex: parts[0]), let amount = Double(parts[1]), amount.isFinite,
                   (0...Self.maxCredits).contains(amount) else {
-                throw ValidationError("--grant must be NODE_ID=CREDITS with a 64-hex node id and 0...1e12 credits, got '\(grant)'")
+                throw CLIError("--grant must be NODE_ID=CREDITS with a 64-hex node id and 0...1e12 credits, got '\(grant)'")
             }
-            guard g[id] == nil else { throw ValidationError("--grant names node \(parts[0].prefix(16))… twice") }
-            g[id] = Credits(micro: Int64((amount * 1e6).rounded()))
+            guard g[id] == nil else { throw CLIError("--grant names node \(parts[0].prefix(16))… twice") }
+            let micro = Int64((amount * 1e6).rounded())
+            guard micro > 0 || amount == 0 else { throw CLIError("--grant '\(grant)' is below one µcredit (0.000001)") }
+            g[id] = Credits(micro: micro)
         }
-        guard price.isFinite, (0...Self.maxCredits).contains(price) else { throw ValidationError("--price must be 0...1e12 credits") }
+        guard price.isFinite, (0...Self.maxCredits).contains(price) else { throw CLIError("--price must be 0...1e12 credits") }
         for seed in seeds where !isHostPort(seed) {
-            throw ValidationError("--seed must be host:port (a port in 1...65535), got '\(seed)'")
+            throw CLIError("--seed must be host:port — a host name, IPv4 or [IPv6] address and a port in 1...65535, no scheme — got '\(seed)'")
+        }
+        guard Set(seeds).count == seeds.count else { throw CLIError("--seed lists one address twice") }
+        if g.isEmpty {
+            FileHandle.standardError.write(Data("warning: no --grant: nobody in this network has credits to offload with\n".utf8))
         }
         var params = GenesisParameters()
         params.pricePerJob = Credits(micro: Int64((price * 1e6).rounded()))
         let genesis = Genesis(networkID: networkId, parameters: params, grants: g, seeds: seeds)
-        if let p = genesis.problems.first { throw ValidationError("invalid genesis: \(p)") }
+        if let p = genesis.problems.first { throw CLIError("invalid genesis: \(p)") }
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try enc.encode(genesis).write(to: URL(fileURLWithPath: out))
@@ -68,6 +74,9 @@ func fetchJSON<T: Decodable>(_ type: T.Type, client: HTTPClient = .shared, url: 
 /// Fetches one JSON view from a running node for a CLI command.
 func fetchView<T: Decodable>(_ type: T.Type, node: String, path: String) async throws -> T {
     // "host:port" (as peers and seeds are written) means http://host:port.
+    guard node.contains("://") || isHostPort(node) else {
+        throw CLIError("--node must be a URL (http://host:port) or host:port, got '\(node)'")
+    }
     var base = node.contains("://") ? node : "http://" + node
     while base.hasSuffix("/") { base.removeLast() }
     do {
@@ -75,7 +84,9 @@ func fetchView<T: Decodable>(_ type: T.Type, node: String, path: String) async t
     } catch let e as CLIError {
         throw e
     } catch {
-        throw CLIError("cannot reach a wwwserve node at \(node): \(error)")
+        let text = "\(error)"
+        let why = text.contains("refused") ? "connection refused — is a node running there?" : text
+        throw CLIError("cannot reach a wwwserve node at \(base): \(why)")
     }
 }
 

@@ -67,8 +67,11 @@ struct DataDirGenesisTests {
 
     @Test("a genesis with a seed that is not host:port has a problem")
     func badSeed() {
-        #expect(Genesis(networkID: "n", grants: [:], seeds: ["127.0.0.1:7070"]).problems.isEmpty)
-        for bad in ["nohost", ":7070", "h:0", "h:99999", "h:x"] {
+        for good in ["127.0.0.1:7070", "localhost:80", "node-1.example.org:65535", "[::1]:8080"] {
+            #expect(Genesis(networkID: "n", grants: [:], seeds: [good]).problems.isEmpty, "\(good)")
+        }
+        for bad in ["nohost", ":7070", "h:0", "h:99999", "h:x", "http://10.0.0.1:8080", "a b:80", "ftp://x:80", "user@h:80",
+                    "::1:8080", "x:+80", "10.0.0.1:08080", "[]:80", "[::1:80"] {
             #expect(!Genesis(networkID: "n", grants: [:], seeds: [bad]).problems.isEmpty, "\(bad)")
         }
     }

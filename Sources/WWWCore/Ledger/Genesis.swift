@@ -130,10 +130,19 @@ public struct Genesis: Hashable, Sendable, Codable, CanonicallyEncodable {
     /// SHA-256 of the canonical bytes (32 bytes): the network's identity.
     public func hash(_ crypto: any CryptoProvider) -> [UInt8] { crypto.sha256(canonical.bytes) }
 
-    /// True for "host:port" with a non-empty host and a port in 1…65535 (at most 300 characters).
+    /// True for "host:port": a host name or IPv4 address (letters, digits, `.`, `-`) or a
+    /// bracketed IPv6 address, then a decimal port in 1…65535 without sign or leading zero;
+    /// no scheme, user or path (at most 300 characters).
     public static func isHostPort(_ s: String) -> Bool {
-        guard s.count <= 300, let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]) else { return false }
-        return colon > s.startIndex && (1...65535).contains(port)
+        guard s.count <= 300, let colon = s.lastIndex(of: ":") else { return false }
+        let host = s[..<colon], port = s[s.index(after: colon)...]
+        guard !port.isEmpty, port.count <= 5, port.allSatisfy({ $0.isASCII && $0.isNumber }), port.first != "0",
+              let p = Int(port), (1...65535).contains(p), !host.isEmpty else { return false }
+        if host.first == "[" {
+            let inner = host.dropFirst().dropLast()
+            return host.last == "]" && !inner.isEmpty && inner.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
+        }
+        return host.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") }
     }
 
     /// Human-readable problems; empty when the genesis is usable.
