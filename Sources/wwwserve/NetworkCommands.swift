@@ -139,11 +139,14 @@ struct CreditsCommand: AsyncParsableCommand {
             return
         }
         print("network \(v.network); this node \(v.me.prefix(8)); \(v.events) events; event-set hash \(v.eventSetHash.prefix(16)); supply \(v.totalSupply)")
-        print("NODE       BALANCE          DECLARED STAKE   EFFECTIVE STAKE  EQUIVOCATING")
+        print("NODE       BALANCE          DECLARED STAKE   EFFECTIVE STAKE  EQUIVOCATING  DUELS W/L/T   WIN RATE")
         for r in v.rows {
+            let wlt = "\(r.duelWins ?? 0)/\(r.duelLosses ?? 0)/\(r.duelTies ?? 0)"
             print([String(r.node.prefix(8)) + (r.node == v.me ? "*" : " "), r.balance.padding(toLength: 16, withPad: " ", startingAt: 0),
                    r.declaredStake.padding(toLength: 16, withPad: " ", startingAt: 0), r.effectiveStake.padding(toLength: 16, withPad: " ", startingAt: 0),
-                   r.equivocating ? "yes" : "no"].joined(separator: " "))
+                   (r.equivocating ? "yes" : "no").padding(toLength: 13, withPad: " ", startingAt: 0),
+                   wlt.padding(toLength: 13, withPad: " ", startingAt: 0),
+                   r.duelWinRate.map { String(format: "%.2f", $0) } ?? "-"].joined(separator: " "))
         }
     }
 }

@@ -38,6 +38,7 @@ struct DuelSimulationTests {
     struct Outcome {
         var settled = 0, abandoned = 0, started = 0
         var honestDelta: Int64 = 0, junkDelta: Int64 = 0
+        var honestRecord: DuelRecord?, junkRecord: DuelRecord?
         var supplyOK = true
         var converged = false
         var completed = 0, submitted = 0
@@ -76,6 +77,8 @@ struct DuelSimulationTests {
         let l = sim.nodes[0].process.ledger
         o.honestDelta = (l.balance(of: SimSigner(index: honest).nodeID) - Credits(credits: 100)).micro
         o.junkDelta = (l.balance(of: SimSigner(index: junk).nodeID) - Credits(credits: 100)).micro
+        o.honestRecord = l.duelRecords[SimSigner(index: honest).nodeID]
+        o.junkRecord = l.duelRecords[SimSigner(index: junk).nodeID]
         return o
     }
 
@@ -87,12 +90,15 @@ struct DuelSimulationTests {
         #expect(o.started >= 10 && o.settled >= 5, "duels started \(o.started), settled \(o.settled)")
         #expect(o.junkDelta < o.honestDelta, "junk \(o.junkDelta) honest \(o.honestDelta)")
         #expect(o.junkDelta < 0, "junk \(o.junkDelta)")   // it forfeits more bond than its receipts earn
+        // Every settled duel is a win for the honest provider and a loss for the junk one.
+        #expect(o.honestRecord == DuelRecord(wins: o.settled) && o.junkRecord == DuelRecord(losses: o.settled))
     }
 
     @Test("position-biased judges (always 'A') yield ties: no bond moves", arguments: Array(UInt64(1)...4))
     func weakJudgesMoveNoBond(seed: UInt64) {
         let o = Self.run(seed: seed, positionBias: true)
         #expect(o.supplyOK && o.converged && o.settled >= 5)
+        #expect(o.honestRecord == DuelRecord(ties: o.settled) && o.junkRecord?.winRate == 0)
         // Both providers earn the same: each receipt pays the price, no bond moves.
         #expect(o.junkDelta == o.honestDelta || abs(o.junkDelta - o.honestDelta) <= 2_000_000,
                 "junk \(o.junkDelta) honest \(o.honestDelta)")

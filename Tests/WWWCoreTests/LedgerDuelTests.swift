@@ -138,3 +138,41 @@ struct LedgerDuelTests {
         expectRejected(negative, .badAmount)
     }
 }
+
+@Suite("Ledger: duel records (win rates)")
+struct LedgerDuelRecordTests {
+    typealias Fx = LedgerFx
+
+    @Test("counted settlements give each executor wins, losses and ties; an equivocating requester's are uncounted")
+    func records() {
+        var l = Fx.ledger()
+        let won = Fx.settlement(requester: 1, first: 2, second: 3, judges: [4, 5, 6], verdicts: [4: .first, 5: .first, 6: .second], seq: 1)
+        let tied = Fx.settlement(requester: 1, first: 2, second: 3, judges: [4, 5, 6], verdicts: [4: .tie, 5: .tie], seq: 2)
+        let lost = Fx.settlement(requester: 7, first: 2, second: 3, judges: [4, 5, 6], verdicts: [4: .second, 5: .second], seq: 1)
+        _ = l.receive([Fx.event(1, 1, .duelSettlement(won)), Fx.event(1, 2, .duelSettlement(tied), at: Fx.t0 + .seconds(1)),
+                       Fx.event(7, 1, .duelSettlement(lost))], from: Fx.node(9), now: Fx.t0 + .seconds(1))
+        #expect(l.duelRecords[Fx.node(2)] == DuelRecord(wins: 1, losses: 1, ties: 1))
+        #expect(l.duelRecords[Fx.node(3)] == DuelRecord(wins: 1, losses: 1, ties: 1))
+        #expect(l.duelRecords[Fx.node(2)]?.winRate == 1.0 / 3.0 && l.duelRecords[Fx.node(4)] == nil)
+        // Requester 7 equivocates: its settlement stops counting, records included.
+        let rival = Fx.event(7, 1, .duelSettlement(Fx.settlement(requester: 7, first: 2, second: 3, judges: [4, 5, 6],
+                                                                 verdicts: [4: .first, 5: .first], seq: 9)))
+        _ = l.receive([rival], from: Fx.node(9), now: Fx.t0 + .seconds(1))
+        #expect(l.isEquivocating(Fx.node(7)))
+        #expect(l.duelRecords[Fx.node(2)] == DuelRecord(wins: 1, ties: 1) && l.duelRecords[Fx.node(3)] == DuelRecord(losses: 1, ties: 1))
+    }
+
+    @Test("two settlements of one job: only the smaller id's outcome counts, whatever the order")
+    func smallerIDWins() {
+        let a = Fx.settlement(requester: 1, first: 2, second: 3, judges: [4, 5, 6], verdicts: [4: .first, 5: .first], seq: 1)
+        let b = Fx.settlement(requester: 1, first: 2, second: 3, judges: [4, 5, 6], verdicts: [4: .second, 5: .second], seq: 1)
+        let e1 = Fx.event(1, 1, .duelSettlement(a)), e2 = Fx.event(1, 2, .duelSettlement(b), at: Fx.t0 + .seconds(1))
+        var l1 = Fx.ledger(), l2 = Fx.ledger()
+        _ = l1.receive([e1, e2], from: Fx.node(9), now: Fx.t0 + .seconds(1))
+        _ = l2.receive([e2], from: Fx.node(9), now: Fx.t0 + .seconds(1))
+        _ = l2.receive([e1], from: Fx.node(9), now: Fx.t0 + .seconds(1))
+        #expect(l1.duelRecords == l2.duelRecords && l1.balances == l2.balances)
+        let winner = e1.id < e2.id ? Fx.node(2) : Fx.node(3)
+        #expect(l1.duelRecords[winner] == DuelRecord(wins: 1))
+    }
+}

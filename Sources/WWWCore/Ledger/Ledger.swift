@@ -173,6 +173,8 @@ public struct Ledger: Sendable {
     /// Current balances: exactly the nodes whose balance is not zero (absent = zero), so
     /// equal ledgers have equal dictionaries.
     public private(set) var balances: [NodeID: Credits]
+    /// Each executor's duels as counted settlements decided them (absent: none).
+    public private(set) var duelRecords: [NodeID: DuelRecord] = [:]
 
     /// What the ledger keeps of one author's chain.
     private struct AuthorState: Sendable {
@@ -186,6 +188,8 @@ public struct Ledger: Sendable {
         /// Net µcredits per node that this author's counted events moved (to uncount them
         /// all at once if the author is proven to equivocate).
         var contribution: [NodeID: Credits] = [:]
+        /// The duel records its counted settlements added (to uncount them at once too).
+        var recordContribution: [NodeID: DuelRecord] = [:]
 
         /// The latest `createdAt` in the chain so far (monotone): an event created before it
         /// does not count, so a key whose expiry is before it can never count again.
@@ -210,6 +214,8 @@ public struct Ledger: Sendable {
         var id: EventID
         var expiresAt: Instant
         var transfers: [Transfer]
+        /// A settlement's effect on its executors' duel records.
+        var records: [NodeID: DuelRecord] = [:]
     }
 
     private struct Slot: Hashable {
@@ -563,10 +569,13 @@ public struct Ledger: Sendable {
         if let current = st.effects[key] {
             guard event.id < current.id else { return }
             apply(current.transfers, sign: -1, &st)
+            record(current.records, sign: -1, &st)
         }
         let transfers = LedgerRules.transfers(of: event, parameters: genesis.parameters)
-        st.effects[key] = Effect(id: event.id, expiresAt: expiresAt, transfers: transfers)
+        let records = Self.duelRecords(of: event)
+        st.effects[key] = Effect(id: event.id, expiresAt: expiresAt, transfers: transfers, records: records)
         apply(transfers, sign: 1, &st)
+        record(records, sign: 1, &st)
         prune(&st, after: event.createdAt)
     }
 
@@ -585,6 +594,8 @@ public struct Ledger: Sendable {
         guard var st = authors[author] else { return }
         for (node, delta) in st.contribution { adjust(node, by: -delta) }
         st.contribution = [:]
+        for (node, r) in st.recordContribution { adjustRecord(node, by: r, sign: -1) }
+        st.recordContribution = [:]
         st.effects = [:]
         st.effectsAfterPrune = 0
         authors[author] = st
@@ -602,6 +613,31 @@ public struct Ledger: Sendable {
 
     private func nonZero(_ c: Credits) -> Credits? { c == .zero ? nil : c }
 
+    /// A settlement's outcome per executor: the majority's pick wins, the other loses; a
+    /// tie majority or none is a tie for both.
+    private static func duelRecords(of event: LedgerEvent) -> [NodeID: DuelRecord] {
+        guard case .duelSettlement(let s) = event.body else { return [:] }
+        let e1 = s.first.value.executor, e2 = s.second.value.executor
+        switch s.majority {
+        case .first: return [e1: DuelRecord(wins: 1), e2: DuelRecord(losses: 1)]
+        case .second: return [e1: DuelRecord(losses: 1), e2: DuelRecord(wins: 1)]
+        case .tie, nil: return [e1: DuelRecord(ties: 1), e2: DuelRecord(ties: 1)]
+        }
+    }
+
+    private mutating func record(_ records: [NodeID: DuelRecord], sign: Int, _ st: inout AuthorState) {
+        for (node, r) in records {
+            adjustRecord(node, by: r, sign: sign)
+            let c = (st.recordContribution[node] ?? DuelRecord()).adding(r, sign: sign)
+            st.recordContribution[node] = c.isEmpty ? nil : c
+        }
+    }
+
+    private mutating func adjustRecord(_ node: NodeID, by r: DuelRecord, sign: Int) {
+        let n = (duelRecords[node] ?? DuelRecord()).adding(r, sign: sign)
+        duelRecords[node] = n.isEmpty ? nil : n
+    }
+
     private mutating func adjust(_ node: NodeID, by delta: Credits) {
         let b = balance(of: node) + delta
         balances[node] = b == .zero ? nil : b
@@ -609,5 +645,27 @@ public struct Ledger: Sendable {
 
     private func checkConservation() {
         assert(totalBalance == genesis.totalSupply, "credit conservation: Σ balances = Σ grants")
+    }
+}
+
+/// An executor's duels as counted settlements decided them.
+public struct DuelRecord: Hashable, Sendable, Codable {
+    public var wins: Int
+    public var losses: Int
+    public var ties: Int
+
+    public init(wins: Int = 0, losses: Int = 0, ties: Int = 0) {
+        self.wins = wins
+        self.losses = losses
+        self.ties = ties
+    }
+
+    public var duels: Int { wins + losses + ties }
+    /// Wins per duel (ties count as duels not won); nil without duels.
+    public var winRate: Double? { duels == 0 ? nil : Double(wins) / Double(duels) }
+    var isEmpty: Bool { wins == 0 && losses == 0 && ties == 0 }
+
+    func adding(_ o: DuelRecord, sign: Int) -> DuelRecord {
+        DuelRecord(wins: wins + sign * o.wins, losses: losses + sign * o.losses, ties: ties + sign * o.ties)
     }
 }

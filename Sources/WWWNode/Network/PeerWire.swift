@@ -109,6 +109,12 @@ public struct CreditsView: Codable, Sendable {
         public var declaredStake: String
         public var effectiveStake: String
         public var equivocating: Bool
+        /// Duels decided by counted settlements, as executor (absent in older nodes' views).
+        public var duelWins: Int?
+        public var duelLosses: Int?
+        public var duelTies: Int?
+        /// Wins per duel; nil without duels.
+        public var duelWinRate: Double?
     }
     public var network: String
     public var me: String

@@ -29,7 +29,9 @@ extension NodeRuntime {
                 let d = n == me ? m.declaredStake : (stakes[n] ?? .zero)
                 return CreditsView.Row(node: n.hex, balance: "\(ledger.balance(of: n))", balanceMicro: ledger.balance(of: n).micro,
                                        declaredStake: "\(d)", effectiveStake: "\(ledger.effectiveStake(declared: d, of: n))",
-                                       equivocating: ledger.isEquivocating(n))
+                                       equivocating: ledger.isEquivocating(n), duelWins: ledger.duelRecords[n]?.wins ?? 0,
+                                       duelLosses: ledger.duelRecords[n]?.losses ?? 0, duelTies: ledger.duelRecords[n]?.ties ?? 0,
+                                       duelWinRate: ledger.duelRecords[n]?.winRate)
             }
             return CreditsView(network: genesis.networkID, me: me.hex, events: ledger.chainedCount,
                                    digest: Dictionary(uniqueKeysWithValues: ledger.digest().map { ($0.key.hex, $0.value) }),
