@@ -189,7 +189,7 @@ struct LedgerBenchCommand: ParsableCommand {
         }
         print(String(format: "  RSS growth at %d events: %.1f MiB, %.3f × the encoded size; appended in %.1f s",
                      last.events, last.rssMiB, ratio, appendSeconds))
-        print(String(format: "  SQLite file: %.1f MiB", dbMiB))
+        print(String(format: "  SQLite files (database and WAL): %.1f MiB", dbMiB))
         print(String(format: "  restart: restored %d events page by page in %.1f s; RSS growth %.1f MiB (process base %.1f MiB)",
                      restore.events, restore.seconds, restore.rssMiB, restore.baselineRSSMiB))
     }

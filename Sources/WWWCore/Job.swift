@@ -94,4 +94,29 @@ public struct Signed<Value: CanonicallyEncodable & Hashable & Sendable & Codable
     public func isValid(_ crypto: any CryptoProvider) -> Bool {
         crypto.verify(signature: signature, message: value.canonical.bytes, signer: signer)
     }
+
+    private enum CodingKeys: String, CodingKey { case value, signer, signature }
+
+    /// `{"value":…,"signer":hex,"signature":hex}`. A signature stored by earlier versions
+    /// as an array of byte values still decodes.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        value = try c.decode(Value.self, forKey: .value)
+        signer = try c.decode(NodeID.self, forKey: .signer)
+        if let hex = try? c.decode(String.self, forKey: .signature) {
+            guard let b = Hex.decode(hex) else {
+                throw DecodingError.dataCorruptedError(forKey: .signature, in: c, debugDescription: "expected a hex string")
+            }
+            signature = b
+        } else {
+            signature = try c.decode([UInt8].self, forKey: .signature)
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(value, forKey: .value)
+        try c.encode(signer, forKey: .signer)
+        try c.encode(Hex.encode(signature), forKey: .signature)
+    }
 }

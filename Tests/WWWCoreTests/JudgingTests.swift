@@ -1,5 +1,6 @@
 import Testing
 @testable import WWWCore
+import Foundation
 
 @Suite("Judging: verdict parsing, both orders, reference judge")
 struct JudgingTests {
@@ -81,5 +82,32 @@ struct JudgeAgreementTests {
         var a = JudgeAgreement()
         for h in [DuelChoice.first, .second, .first, .second] { a.record(human: h, original: .a, swapped: .a) }
         #expect(a.tieRate == 1 && a.positionConsistency == 0 && a.agreementWithoutTies == nil && a.agreementWithTies == 0)
+    }
+}
+
+@Suite("Wire forms: signatures and hashes as hex")
+struct HexWireTests {
+    @Test("Signed encodes its signature as hex and still reads the old array form")
+    func signedHex() throws {
+        let auth = NodeFx.auth(requester: 1, executor: 2, seq: 1, expiresAt: NodeFx.t0)
+        let data = try JSONEncoder().encode(auth)
+        let text = String(decoding: data, as: UTF8.self)
+        #expect(text.contains("\"signature\":\"\(Hex.encode(auth.signature))\""))
+        #expect(try JSONDecoder().decode(Signed<PaymentAuthorization>.self, from: data) == auth)
+        let old = text.replacingOccurrences(of: "\"\(Hex.encode(auth.signature))\"",
+                                            with: "[" + auth.signature.map(String.init).joined(separator: ",") + "]")
+        #expect(try JSONDecoder().decode(Signed<PaymentAuthorization>.self, from: Data(old.utf8)) == auth)
+        let bad = text.replacingOccurrences(of: Hex.encode(auth.signature), with: "zz")
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(Signed<PaymentAuthorization>.self, from: Data(bad.utf8)) }
+    }
+
+    @Test("a judge request's pair round-trips with hex hashes")
+    func pairSpec() throws {
+        let h = NodeFx.crypto.sha256(Array("x".utf8))
+        let spec = DuelPairSpec(job: NodeFx.job(1, 1), requester: NodeFx.id(1), first: NodeFx.id(2), second: NodeFx.id(3),
+                                firstResponseHash: h, secondResponseHash: h, pairHash: h, judges: [NodeFx.id(4)])
+        let data = try JSONEncoder().encode(spec)
+        #expect(String(decoding: data, as: UTF8.self).contains(Hex.encode(h)))
+        #expect(try JSONDecoder().decode(DuelPairSpec.self, from: data) == spec)
     }
 }

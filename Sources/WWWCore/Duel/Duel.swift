@@ -187,6 +187,41 @@ public struct DuelPairSpec: Hashable, Sendable, Codable, CanonicallyEncodable {
         self.judges = judges
     }
 
+    private enum CodingKeys: String, CodingKey {
+        case job, requester, first, second, firstResponseHash, secondResponseHash, pairHash, judges
+    }
+
+    /// Hashes travel as hex strings.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func hex(_ k: CodingKeys) throws -> [UInt8] {
+            guard let b = Hex.decode(try c.decode(String.self, forKey: k)) else {
+                throw DecodingError.dataCorruptedError(forKey: k, in: c, debugDescription: "expected a hex string")
+            }
+            return b
+        }
+        job = try c.decode(JobID.self, forKey: .job)
+        requester = try c.decode(NodeID.self, forKey: .requester)
+        first = try c.decode(NodeID.self, forKey: .first)
+        second = try c.decode(NodeID.self, forKey: .second)
+        firstResponseHash = try hex(.firstResponseHash)
+        secondResponseHash = try hex(.secondResponseHash)
+        pairHash = try hex(.pairHash)
+        judges = try c.decode([NodeID].self, forKey: .judges)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(job, forKey: .job)
+        try c.encode(requester, forKey: .requester)
+        try c.encode(first, forKey: .first)
+        try c.encode(second, forKey: .second)
+        try c.encode(Hex.encode(firstResponseHash), forKey: .firstResponseHash)
+        try c.encode(Hex.encode(secondResponseHash), forKey: .secondResponseHash)
+        try c.encode(Hex.encode(pairHash), forKey: .pairHash)
+        try c.encode(judges, forKey: .judges)
+    }
+
     public var canonical: CanonicalValue {
         .object([
             "job": .string(job.hex),
