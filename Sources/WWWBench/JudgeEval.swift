@@ -318,18 +318,13 @@ struct JudgePair: Sendable {
 }
 
 enum JudgeData {
-    /// `explicit`, else $WWWSERVE_SHARED_DATA, else ../shared/data from the working
-    /// directory or from the repository the executable was built in.
+    /// The shared data with a `judge/` folder (`Workload.dataDirectory`: `explicit`, else
+    /// $WWWSERVE_SHARED_DATA, else ../shared/data from the working directory or the binary).
     static func resolve(_ explicit: String?) throws -> String {
-        var candidates: [String] = []
-        if let explicit { candidates.append(explicit) }
-        if let env = ProcessInfo.processInfo.environment["WWWSERVE_SHARED_DATA"] { candidates.append(env) }
-        candidates.append("../shared/data")
-        if let repo = E2ECommand.executableRepo() { candidates.append((repo as NSString).appendingPathComponent("../shared/data")) }
-        for c in candidates where FileManager.default.fileExists(atPath: (c as NSString).appendingPathComponent("judge")) {
-            return (c as NSString).standardizingPath
+        guard let dir = Workload.dataDirectory(explicit: explicit, containing: "judge") else {
+            throw BenchError("judge data not found (looked for judge/ in \(explicit ?? "$WWWSERVE_SHARED_DATA"), ../shared/data from the working directory and from the binary); pass --data DIR or set WWWSERVE_SHARED_DATA")
         }
-        throw BenchError("judge data not found; tried \(candidates.joined(separator: ", ")); pass --data DIR or set WWWSERVE_SHARED_DATA")
+        return (dir as NSString).standardizingPath
     }
 
     static func load(_ name: String, dir: String) throws -> [JudgePair] {

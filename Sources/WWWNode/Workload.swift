@@ -15,7 +15,7 @@ public struct WorkloadRequest: Sendable, Hashable {
 /// (Apache-2.0) for the text.
 public enum Workload {
     /// Candidate locations of the shared data directory, most specific first.
-    public static func dataDirectory(explicit: String? = nil) -> String? {
+    public static func dataDirectory(explicit: String? = nil, containing marker: String = "prompts/mt_bench_questions.jsonl") -> String? {
         var candidates: [String] = []
         if let explicit { candidates.append(explicit) }
         if let env = ProcessInfo.processInfo.environment["WWWSERVE_SHARED_DATA"] { candidates.append(env) }
@@ -27,7 +27,7 @@ public enum Workload {
             candidates.append(dir.appendingPathComponent("../shared/data").standardized.path)
             dir = dir.deletingLastPathComponent()
         }
-        return candidates.first { FileManager.default.fileExists(atPath: $0 + "/prompts/mt_bench_questions.jsonl") }
+        return candidates.first { FileManager.default.fileExists(atPath: $0 + "/" + marker) }
     }
 
     /// The first turn of every MT-Bench question, then every Arena-Hard prompt.

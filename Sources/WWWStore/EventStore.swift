@@ -236,13 +236,7 @@ public final class EventStore<E: StorableEvent>: Sendable {
             }
             guard let last = rows.last else { return }
             after = (last["author"], last["author_seq"], last["id"])
-            let decoder = JSONDecoder()
-            var page: [E] = []
-            for row in rows {
-                let data: Data = row["body"]
-                if let e = try? decoder.decode(E.self, from: data) { page.append(e) } else { undecodable(row["id"]) }
-            }
-            try body(page)
+            try body(try decode(rows, failed: { id, _ in undecodable(id) }))
             if rows.count < pageSize { return }
         }
     }
@@ -296,15 +290,20 @@ public final class EventStore<E: StorableEvent>: Sendable {
         try decode(try pool.read { db in try Row.fetchAll(db, sql: sql, arguments: arguments) })
     }
 
-    private func decode(_ rows: [Row]) throws -> [E] {
+    /// Decodes the rows' bodies. A body that does not decode goes to `failed` (its id and
+    /// the error), which throws to stop or returns to skip the row.
+    private func decode(_ rows: [Row], failed: (String, any Error) throws -> Void = { id, e in
+        throw EventStoreError.decodingFailed(id: id, underlying: e)
+    }) throws -> [E] {
         let decoder = JSONDecoder()
-        return try rows.map { row in
+        var out: [E] = []
+        out.reserveCapacity(rows.count)
+        for row in rows {
             let id: String = row["id"]
             let body: Data = row["body"]
-            do { return try decoder.decode(E.self, from: body) } catch {
-                throw EventStoreError.decodingFailed(id: id, underlying: error)
-            }
+            do { out.append(try decoder.decode(E.self, from: body)) } catch { try failed(id, error) }
         }
+        return out
     }
 
     // MARK: Equivocations

@@ -231,7 +231,8 @@ public struct Ledger: Sendable {
         /// Old events written as candidates in this call, by slot (a pair in one call is a
         /// proof without the store).
         var candidates: [Slot: LedgerEvent] = [:]
-        var unboundedBuffer = false
+        /// Restoring from the store: nothing is persisted again, the buffer is unbounded,
+        /// old events are duplicates.
         var isRestore = false
     }
 
@@ -402,7 +403,7 @@ public struct Ledger: Sendable {
     /// `recentPerAuthor` (they would be taken for duplicates).
     public mutating func restore(_ events: [LedgerEvent], verifySignatures: Bool = false) -> LedgerRestoreSummary {
         var summary = LedgerRestoreSummary()
-        var step = Step(unboundedBuffer: true, isRestore: true)
+        var step = Step(isRestore: true)
         let ordered = events.sorted {
             ($0.author, $0.authorSeq, $0.id) < ($1.author, $1.authorSeq, $1.id)
         }
@@ -490,7 +491,7 @@ public struct Ledger: Sendable {
             if other.id != event.id { conflict(other, event, persisting: [other, event], &step); return .conflict }
             return .duplicate
         }
-        if !step.unboundedBuffer {
+        if !step.isRestore {
             guard event.authorSeq - highWater(of: author) <= config.maxLookahead else {
                 step.rejected.append((event, .tooFarAhead)); return .refused
             }

@@ -187,12 +187,11 @@ extension NodeMachine {
     // MARK: Requester: judging and settlement
 
     mutating func verdictArrived(_ v: Signed<JudgeVerdict>, from: NodeID, now: Instant, into out: inout [NodeDirective]) {
-        guard let net, let run = duels[v.value.job], v.signer == from else { return }
+        guard let net, duels[v.value.job] != nil, v.signer == from else { return }
         let stake = net.ledger.effectiveStake(declared: net.membership.record(of: from)?.stake ?? .zero, of: from)
         applyDuel(v.value.job, duels[v.value.job]!.duel.verdict(v, minimumStakeAtRisk: stake, signer: net.signer,
                                                                 fee: net.genesis.parameters.judgeFee, crypto: net.crypto),
                   now: now, into: &out)
-        _ = run
     }
 
     mutating func duelDeadline(_ job: JobID, now: Instant, into out: inout [NodeDirective]) {
