@@ -12,16 +12,22 @@ public struct NodeConfig: Codable, Sendable, Equatable {
     public var network: NetworkSection?
     /// Offload, queue, accept and stake policy.
     public var policy: PolicySection
+    /// Duels and judging (needs `network`); absent: neither.
+    public var duel: DuelSection?
+    /// Test and experiment behaviour (a cheating executor); absent: none.
+    public var experiment: ExperimentSection?
 
     public init(node: NodeSection = NodeSection(), backends: [BackendSection] = [], network: NetworkSection? = nil,
-                policy: PolicySection = PolicySection()) {
+                policy: PolicySection = PolicySection(), duel: DuelSection? = nil, experiment: ExperimentSection? = nil) {
         self.node = node
         self.backends = backends
         self.network = network
         self.policy = policy
+        self.duel = duel
+        self.experiment = experiment
     }
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case node, backends, network, policy }
+    enum CodingKeys: String, CodingKey, CaseIterable { case node, backends, network, policy, duel, experiment }
 
     public init(from decoder: any Decoder) throws {
         try rejectUnknownKeys(decoder, CodingKeys.self)
@@ -30,6 +36,8 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         backends = try c.decodeIfPresent([BackendSection].self, forKey: .backends) ?? []
         network = try c.decodeIfPresent(NetworkSection.self, forKey: .network)
         policy = try c.decodeIfPresent(PolicySection.self, forKey: .policy) ?? PolicySection()
+        duel = try c.decodeIfPresent(DuelSection.self, forKey: .duel)
+        experiment = try c.decodeIfPresent(ExperimentSection.self, forKey: .experiment)
     }
 
     public struct APIKey: Codable, Sendable, Equatable {
@@ -254,6 +262,7 @@ public struct NodeConfig: Codable, Sendable, Equatable {
             n.keyFile = n.keyFile.map(resolve)
             network = n
         }
+        if let r = duel?.judge.references { duel!.judge.references = resolve(r) }
         for i in backends.indices where backends[i].llamacpp != nil && backends[i].llamacpp!.modelPath != "default" {
             backends[i].llamacpp!.modelPath = resolve(backends[i].llamacpp!.modelPath)
         }
@@ -310,6 +319,10 @@ public struct NodeConfig: Codable, Sendable, Equatable {
             guard n.gossipPeriodMs >= 50, n.peerTimeoutMs >= 50 else {
                 throw ConfigError("network.gossip_period_ms and network.peer_timeout_ms must be at least 50")
             }
+        }
+        if let d = duel {
+            guard network != nil else { throw ConfigError("duel needs a network section (duels and judging are between nodes)") }
+            try d.validate(backends: backends)
         }
         var names = Set<String>()
         for (i, b) in backends.enumerated() {

@@ -101,6 +101,23 @@ public final class NodeMetrics: Sendable {
         Counter(label: "wwwserve_judge_verdicts_total", dimensions: [("outcome", outcome)], factory: factory).increment()
     }
 
+    /// Judge requests this requester sent ("sent"), or could not send ("not_sent_no_text":
+    /// an answer missing or over `duel.max_answer_bytes`; "not_sent_hash_mismatch"), one
+    /// per judge.
+    public func duelJudgeRequests(outcome: String, count: Int) {
+        Counter(label: "wwwserve_duel_judge_requests_total", dimensions: [("outcome", outcome)], factory: factory).increment(by: max(0, count))
+    }
+
+    /// Panel seats without a verdict in a settled duel (the judge abstained or was late).
+    public func duelAbstentions(_ n: Int) {
+        Counter(label: "wwwserve_duel_abstentions_total", factory: factory).increment(by: max(0, n))
+    }
+
+    /// How long this node's judge took for one pair (both orders).
+    public func judgeLatency(_ d: Duration) {
+        Timer(label: "wwwserve_judge_duration_seconds", factory: factory).recordNanoseconds(d.nanosecondsClamped)
+    }
+
     /// Job receipts this node published as executor.
     public func jobReceipt() {
         Counter(label: "wwwserve_job_receipts_total", factory: factory).increment()

@@ -369,7 +369,7 @@ public struct SimNode: SimulatedProcess {
         case .cancelStream(let s): cancel(s, now: now, into: &out)
         case .respond(let id, let r): record(id, r, now: now)
         case .notify(let e): count(e)
-        case .collectAnswer, .dropAnswers:
+        case .collectAnswer, .dropAnswers, .drainStream:
             break   // simulated answers have no text: judges judge by the executors' modelled quality
         case .requestJudgements(let spec, let judges):
             for (_, address) in judges.sorted(by: { $0.key < $1.key }) {

@@ -25,6 +25,8 @@ struct GenesisCommand: ParsableCommand {
     @Option(name: .customLong("grant"), help: "NODE_ID=CREDITS (repeatable): initial credit grants.") var grants: [String] = []
     @Option(name: .customLong("seed"), help: "host:port of a seed node (repeatable).") var seeds: [String] = []
     @Option(help: "Price per job in credits.") var price = 1.0
+    @Option(help: "Probability that an offloaded job becomes a duel, 0...1 (requesters with duel.run_duels).") var duelProbability = 0.1
+    @Option(help: "Judges on a duel's panel, 1...64.") var judgesPerDuel = 3
     @Option(help: "Output file.") var out = "genesis.json"
 
     /// Most credits one grant or the price may be (keeps micro-credits far inside Int64).
@@ -51,8 +53,12 @@ struct GenesisCommand: ParsableCommand {
         if g.isEmpty {
             FileHandle.standardError.write(Data("warning: no --grant: nobody in this network has credits to offload with\n".utf8))
         }
+        guard duelProbability.isFinite, (0...1).contains(duelProbability) else { throw CLIError("--duel-probability must be in 0...1") }
+        guard (1...64).contains(judgesPerDuel) else { throw CLIError("--judges-per-duel must be in 1...64") }
         var params = GenesisParameters()
         params.pricePerJob = Credits(micro: Int64((price * 1e6).rounded()))
+        params.duelProbability = PartsPerMillion((duelProbability * Double(partsPerMillionOne)).rounded())
+        params.judgesPerDuel = judgesPerDuel
         let genesis = Genesis(networkID: networkId, parameters: params, grants: g, seeds: seeds)
         if let p = genesis.problems.first { throw CLIError("invalid genesis: \(p)") }
         let enc = JSONEncoder()
@@ -111,13 +117,13 @@ struct PeersCommand: AsyncParsableCommand {
             print(String(decoding: try enc.encode(peers), as: UTF8.self))
             return
         }
-        print("NODE      ADDRESS               STATUS   INC         MODELS                     CAP  UTIL  ACC  STAKE         BALANCE")
+        print("NODE      ADDRESS               STATUS   INC         MODELS                     CAP  UTIL  ACC  JDG  STAKE         BALANCE")
         for p in peers {
             let line = [String(p.node.prefix(8)) + (p.isSelf ? "*" : " "), p.address.padding(toLength: 21, withPad: " ", startingAt: 0),
                         p.status.padding(toLength: 8, withPad: " ", startingAt: 0), String(p.incarnation).padding(toLength: 11, withPad: " ", startingAt: 0),
                         p.models.joined(separator: ",").padding(toLength: 26, withPad: " ", startingAt: 0),
                         String(p.capacity).padding(toLength: 4, withPad: " ", startingAt: 0), String(format: "%.2f", p.utilization),
-                        p.accepting ? "yes" : "no ", p.stake.padding(toLength: 13, withPad: " ", startingAt: 0), p.balance]
+                        p.accepting ? "yes" : "no ", p.judging == true ? "yes" : "no ", p.stake.padding(toLength: 13, withPad: " ", startingAt: 0), p.balance]
             print(line.joined(separator: " "))
         }
     }

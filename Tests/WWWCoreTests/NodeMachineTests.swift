@@ -730,6 +730,8 @@ struct NodeMachineDuelRequesterTests {
                 == [.cancelTimer(.offer(sFirst)), .notify(.offer(.requester, .accepted)), .collectAnswer(sFirst, job: job)])
         // The user gets the first copy; the second copy finishing asks the panel.
         #expect(m.handle(.stream(sFirst, .firstContent), now: ms(10)) == [.respond(r1, .commit(stream: sFirst, executor: e1))])
+        // The second copy's content, after the user's, is read to its end for the judges.
+        #expect(m.handle(.stream(sShadow, .firstContent), now: ms(15)) == [.drainStream(sShadow)])
         let done = m.handle(.stream(sFirst, .finished(F.outcome("one"))), now: ms(20))
         #expect(done.contains(.respond(r1, .complete(stream: sFirst))))
         #expect(!done.contains { if case .requestJudgements = $0 { true } else { false } })
@@ -775,8 +777,8 @@ struct NodeMachineDuelRequesterTests {
                                                       terms: DuelTerms(judges: panel, bond: Credits(credits: 5), partner: e2), at: ms(6))),
                                   from: e1, fromAddress: F.addr(n1)), now: ms(6))
         #expect(m.handle(.stream(sShadow, .firstContent), now: ms(8)) == [.respond(r1, .commit(stream: sShadow, executor: e2))])
-        // The first copy's content later changes nothing for the user.
-        #expect(m.handle(.stream(sFirst, .firstContent), now: ms(9)) == [])
+        // The first copy's content later changes nothing for the user: it is read to its end for the judges.
+        #expect(m.handle(.stream(sFirst, .firstContent), now: ms(9)) == [.drainStream(sFirst)])
         let done = m.handle(.stream(sShadow, .finished(F.outcome("two"))), now: ms(20))
         #expect(done.contains(.respond(r1, .complete(stream: sShadow))))
         // The first copy, now read only for the judges, finishing asks the panel (order unchanged: e1 is first).
@@ -784,6 +786,55 @@ struct NodeMachineDuelRequesterTests {
         guard case .requestJudgements(let spec, _)? = last.first else { Issue.record("expected judge requests: \(last)"); return }
         #expect(spec.first == e1 && spec.second == e2 && spec.firstResponseHash == F.outcome("one").responseHash)
         #expect(m.spendable == Credits(credits: 100))   // both prices released (receipts are not in yet)
+    }
+
+    /// Starts a duel job and has both executors accept: (job, first, second, user stream, shadow stream).
+    private func acceptedDuel(_ m: inout NodeMachine) -> (JobID, NodeID, NodeID, StreamID, StreamID)? {
+        let job = F.job(1, 1)
+        let out = m.handle(.userRequest(r1, F.spec()), now: ms(1))
+        guard case .notify(.duelStarted(_, let e1, let e2))? = out.first(where: { if case .notify(.duelStarted) = $0 { true } else { false } })
+        else { return nil }
+        let n1: UInt8 = e1 == F.id(2) ? 2 : 3, n2: UInt8 = n1 == 2 ? 3 : 2
+        let panel = [4, 5, 6].map(F.id).sorted()
+        _ = m.handle(.peerMessage(.offerAnswer(answer(job, executor: e2, signer: F.signer(n2),
+                                                      terms: DuelTerms(judges: panel, bond: Credits(credits: 5), partner: e1), at: ms(5))),
+                                  from: e2, fromAddress: F.addr(n2)), now: ms(5))
+        _ = m.handle(.peerMessage(.offerAnswer(answer(job, executor: e1, signer: F.signer(n1),
+                                                      terms: DuelTerms(judges: panel, bond: Credits(credits: 5), partner: e2), at: ms(6))),
+                                  from: e1, fromAddress: F.addr(n1)), now: ms(6))
+        return (job, e1, e2, StreamID(2), StreamID(1))
+    }
+
+    @Test("the user leaves mid-duel: the copy nobody reads is stopped, the duel abandoned, no bond moves")
+    func userLeavesMidDuel() {
+        var m = requester()
+        guard let (job, e1, _, sFirst, sShadow) = acceptedDuel(&m) else { Issue.record("no duel"); return }
+        _ = m.handle(.stream(sFirst, .firstContent), now: ms(10))
+        let gone = m.handle(.userGone(r1), now: ms(12))
+        #expect(gone.contains(.cancelStream(sFirst)))
+        #expect(gone.contains(.cancelStream(sShadow)))
+        #expect(gone.contains(.dropAnswers(job: job)))
+        #expect(gone.contains(.notify(.duelAbandoned(job: job, reason: .executorFailed(e1)))))
+        #expect(!gone.contains { if case .persistEvents = $0 { true } else { false } })
+        // The shadow's late events change nothing.
+        #expect(m.handle(.stream(sShadow, .finished(F.outcome("two"))), now: ms(20)).allSatisfy {
+            if case .requestJudgements = $0 { false } else { true }
+        })
+        #expect(m.ledger!.balance(of: e1) == Credits(credits: 100))
+    }
+
+    @Test("the user's answer is complete: the duel goes on without the user and is judged")
+    func duelOutlivesItsUser() {
+        var m = requester()
+        guard let (job, _, _, sFirst, sShadow) = acceptedDuel(&m) else { Issue.record("no duel"); return }
+        _ = m.handle(.stream(sFirst, .firstContent), now: ms(10))
+        let done = m.handle(.stream(sFirst, .finished(F.outcome("one"))), now: ms(20))
+        #expect(done.contains(.respond(r1, .complete(stream: sFirst))))
+        #expect(!done.contains(.cancelStream(sShadow)))
+        #expect(m.handle(.stream(sShadow, .firstContent), now: ms(25)) == [.drainStream(sShadow)])
+        let last = m.handle(.stream(sShadow, .finished(F.outcome("two"))), now: ms(30))
+        guard case .requestJudgements(let spec, _)? = last.first else { Issue.record("expected judge requests: \(last)"); return }
+        #expect(spec.job == job)
     }
 
     @Test("the second copy refused: the duel is abandoned and the job runs single")

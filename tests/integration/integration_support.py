@@ -327,8 +327,10 @@ class FakeUpstream:
     GET /v1/models and /health always answer 200 (so the node sees it healthy).
     """
 
-    def __init__(self, mode: str = "ok", delay_s: float = 6.0, model: str = "fake-upstream"):
+    def __init__(self, mode: str = "ok", delay_s: float = 6.0, model: str = "fake-upstream",
+                 pieces: list[str] | None = None):
         self.mode = mode
+        self.pieces = pieces or FAKE_PIECES
         self.delay_s = delay_s
         self.model = model
         self.requests: list[dict] = []
@@ -417,7 +419,7 @@ class FakeUpstream:
                             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
                 events = [chunk({"role": "assistant", "content": ""})]
-                events += [chunk({"content": p}) for p in FAKE_PIECES]
+                events += [chunk({"content": p}) for p in upstream.pieces]
                 events.append(chunk({}, "stop"))
                 if (body.get("stream_options") or {}).get("include_usage"):
                     events.append({"id": "chatcmpl-fake", "object": "chat.completion.chunk",

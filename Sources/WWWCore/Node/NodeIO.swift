@@ -244,6 +244,10 @@ public enum NodeDirective: Hashable, Sendable {
     /// Keep this stream's answer text for the duel of `job` (bounded): relayed to the user
     /// or not, and if the user does not read it, read it to its end anyway.
     case collectAnswer(StreamID, job: JobID)
+    /// Read this collected stream to its end though no user reads it (the duel copy that
+    /// lost the first-content race, or the one the user did not get); report `.finished`
+    /// or `.failed` as usual. The driver keeps it past the end of its user's request.
+    case drainStream(StreamID)
     /// Send each judge (`NodeID` → address) a judge request for `spec`, with the prompt and
     /// the two answers collected for the duel.
     case requestJudgements(DuelPairSpec, judges: [NodeID: String])

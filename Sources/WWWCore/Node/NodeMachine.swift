@@ -112,6 +112,9 @@ public struct NodeMachine: Sendable {
     var duels: [JobID: DuelRun] = [:]
     /// The duel each second-copy stream belongs to.
     var duelStreams: [StreamID: JobID] = [:]
+    /// Whether `s` is the copy of a duel job that no user reads (the driver keeps such a
+    /// stream, and reads it to its end, after its user's request is over).
+    public func isDuelCopy(_ s: StreamID) -> Bool { duelStreams[s] != nil }
     /// Judge tasks this node took, by job.
     var judgeTasks: [JobID: JudgeTask] = [:]
     public private(set) var phase: Phase = .idle

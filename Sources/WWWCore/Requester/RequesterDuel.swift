@@ -130,7 +130,7 @@ extension NodeMachine {
         guard let run = duels[job], run.shadow == s else { duelStreams[s] = nil; return }
         switch e {
         case .firstContent:
-            raceWon(job, stream: s, now: now, into: &out)
+            if !raceWon(job, stream: s, now: now, into: &out) { out.append(.drainStream(s)) }
         case .finished(let o):
             endShadow(job, into: &out)
             applyDuel(job, duels[job]!.duel.finished(run.shadowExecutor, responseHash: o.responseHash, now: now, crypto: net!.crypto),
@@ -142,12 +142,13 @@ extension NodeMachine {
 
     /// The first-content race: the copy the user does not read has content first while the
     /// user's copy, accepted, has none yet. The user gets it instead; the other becomes the
-    /// copy read only for the judges.
-    private mutating func raceWon(_ job: JobID, stream s: StreamID, now: Instant, into out: inout [NodeDirective]) {
+    /// copy read only for the judges. False when the user's copy stays (it had content
+    /// first, the route may not switch, or the user is gone).
+    private mutating func raceWon(_ job: JobID, stream s: StreamID, now: Instant, into out: inout [NodeDirective]) -> Bool {
         guard let run = duels[job], let id = run.request, let r = requests[id],
-              case .running(let userStream, .peer(let userExecutor)) = r.phase else { return }
+              case .running(let userStream, .peer(let userExecutor)) = r.phase else { return false }
         let winner = run.shadowExecutor
-        guard requests[id]!.route.raced(to: .peer(winner)) else { return }
+        guard requests[id]!.route.raced(to: .peer(winner)) else { return false }
         requests[id]!.phase = .committed(stream: s, target: .peer(winner))
         requestStreams[s] = id
         requestStreams[userStream] = nil
@@ -156,6 +157,7 @@ extension NodeMachine {
         duels[job]!.shadow = userStream
         duels[job]!.shadowExecutor = userExecutor
         out.append(.respond(id, .commit(stream: s, executor: winner)))
+        return true
     }
 
     /// The second copy's offer got no answer in time.

@@ -90,14 +90,48 @@ struct PeerRoutes: Sendable {
             throw APIError.unavailable("this node is shedding peer messages", retryAfter: 1)
         }
         defer { peer.inbound.leave() }
-        let v = try verify(env, kinds: [.membership, .ledger], allowUnaddressed: env.kind == PeerMessageKind.membership.rawValue)
+        let v = try verify(env, kinds: [.membership, .ledger, .judgeRequest, .judgeVerdict],
+                           allowUnaddressed: env.kind == PeerMessageKind.membership.rawValue)
         let body = try decode(v, PeerMessageBody.self)
         try checkAddress(body.fromAddress, kind: v.kind)
         guard body.message.kind.rawValue == v.kind else {
             http.metrics.peerMessage(kind: v.kind, outcome: "rejected_malformed")
             throw APIError.invalidRequest("the message is not of the envelope's kind", code: "invalid_message")
         }
+        if case .judgeRequest(let spec) = body.message { return try judgeRequest(spec, body: body, from: v.from) }
+        guard body.judging == nil else {
+            http.metrics.peerMessage(kind: v.kind, outcome: "rejected_malformed")
+            throw APIError.invalidRequest("only a judgeRequest carries judging texts", code: "invalid_message")
+        }
         runtime.submit(.peerMessage(body.message, from: v.from, fromAddress: body.fromAddress))
+        return Response(status: .accepted)
+    }
+
+    /// A judge request: its texts (which must hash to the pair's response hashes) are parked
+    /// in the shell, then the machine decides whether this node judges (`runJudgement`).
+    private func judgeRequest(_ spec: DuelPairSpec, body: PeerMessageBody, from: NodeID) throws -> Response {
+        let kind = PeerMessageKind.judgeRequest.rawValue
+        guard let material = body.judging else {
+            http.metrics.peerMessage(kind: kind, outcome: "rejected_malformed")
+            throw APIError.invalidRequest("a judgeRequest must carry the prompt and both answers", code: "invalid_message")
+        }
+        switch runtime.parkJudgeMaterial(spec, material) {
+        case nil:
+            break
+        case .duplicate?:
+            return Response(status: .accepted)
+        case .hashMismatch?:
+            http.metrics.peerMessage(kind: kind, outcome: "rejected_hash_mismatch")
+            throw APIError.invalidRequest("an answer's SHA-256 is not the pair's response hash", code: "invalid_message")
+        case .notJudging?:
+            http.metrics.peerMessage(kind: kind, outcome: "rejected_not_judging")
+            throw APIError(status: 409, message: "this node does not judge", type: "invalid_request_error", code: "not_judging")
+        case .busy?:
+            http.metrics.peerMessage(kind: kind, outcome: "shed")
+            throw APIError.unavailable("this node has too many judge requests waiting", retryAfter: 5)
+        }
+        runtime.submit(.peerMessage(.judgeRequest(spec), from: from, fromAddress: body.fromAddress))
+        runtime.unparkJudgeMaterial(spec.job)   // not taken (declined): forget the texts
         return Response(status: .accepted)
     }
 

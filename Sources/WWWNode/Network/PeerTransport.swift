@@ -14,12 +14,12 @@ extension NodeRuntime {
     /// `send`: seals the message in a signed envelope and POSTs it (best effort, bounded:
     /// beyond `maxOutstandingSends` in flight a send is dropped and counted). An
     /// `offerAnswer` goes back over its offer's connection instead. Under the lock.
-    func send(_ m: PeerMessage, to: NodeID?, address: String) {
+    func send(_ m: PeerMessage, to: NodeID?, address: String, judging: JudgeMaterial? = nil) {
         if case .offerAnswer(let a) = m {
             offerInbox[a.value.job]?.answered(a)
             return
         }
-        sendOneWay(kind: m.kind.rawValue, to: to, address: address) { m }
+        sendOneWay(kind: m.kind.rawValue, to: to, address: address, judging: judging) { m }
     }
 
     /// Sends a ledger sync whose events are read from the store first (off the machine's
@@ -36,7 +36,8 @@ extension NodeRuntime {
     }
 
     /// Posts the message `make` builds in a task, bounded by `maxOutstandingSends`.
-    private func sendOneWay(kind: String, to: NodeID?, address: String, make: @escaping @Sendable () -> PeerMessage) {
+    private func sendOneWay(kind: String, to: NodeID?, address: String, judging: JudgeMaterial? = nil,
+                            make: @escaping @Sendable () -> PeerMessage) {
         guard let peer else { return }
         guard outstandingSends < Self.maxOutstandingSends else {
             metrics.peerMessage(kind: kind, outcome: "dropped")
@@ -45,7 +46,7 @@ extension NodeRuntime {
         outstandingSends += 1
         Task {
             do {
-                let body = PeerMessageBody(fromAddress: peer.advertise, message: make())
+                let body = PeerMessageBody(fromAddress: peer.advertise, message: make(), judging: judging)
                 let env = try Envelope.seal(kind: kind, message: body, to: to, sentAt: wallClockNow(), signer: peer.key)
                 let response = try await self.post(env, address: address, path: PeerPath.message, timeout: peer.peerTimeout)
                 _ = try? await response.body.collect(upTo: 1 << 16)
@@ -74,7 +75,7 @@ extension NodeRuntime {
     func openOffer(_ s: StreamID, to: NodeID, address: String, offer: OfferMessage, request id: WWWCore.RequestID) {
         guard let request = sessions[id]?.request else { return failLater(s, .connectionLost) }
         let task = Task { await self.runOffer(s, to: to, address: address, offer: offer, request: request) }
-        streams[s] = StreamEntry(state: .starting(task), owner: id, label: "network")
+        streams[s] = StreamEntry(state: .starting(task), owner: id, label: "network", executor: to)
     }
 
     private func runOffer(_ s: StreamID, to: NodeID, address: String, offer: OfferMessage, request: ChatCompletionRequest) async {
@@ -173,12 +174,14 @@ final class OfferConnection: @unchecked Sendable {
     }
 
     /// Starts the accepted job on `backend` (called by `runInference`, under the runtime lock).
-    func start(stream s: StreamID, backend: any Backend, model: BackendModel) {
+    func start(stream s: StreamID, backend: any Backend, model: BackendModel, cheat: Cheat? = nil) {
         let request = self.request
         let events = self.events
+        let seed = UInt64(truncatingIfNeeded: job.hashValue)
         let t = Task {
             do {
-                let stream = try await backend.chat(request, model: model)
+                let engine = try await backend.chat(request, model: model)
+                let stream = cheat?.apply(engine, seed: seed) ?? engine
                 events.yield(.started(s, .success(try await NodeRuntime.readToFirstContent(stream.makeAsyncIterator()))))
             } catch {
                 events.yield(.started(s, .failure(OpenAIBackend.map(error))))

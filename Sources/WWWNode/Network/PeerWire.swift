@@ -22,10 +22,13 @@ public enum PeerPath {
 public struct PeerMessageBody: Codable, Sendable {
     public var fromAddress: String
     public var message: PeerMessage
+    /// With a `judgeRequest` only: the prompt and both answers (the machine never sees texts).
+    public var judging: JudgeMaterial?
 
-    public init(fromAddress: String, message: PeerMessage) {
+    public init(fromAddress: String, message: PeerMessage, judging: JudgeMaterial? = nil) {
         self.fromAddress = fromAddress
         self.message = message
+        self.judging = judging
     }
 }
 
@@ -94,9 +97,11 @@ public struct PeerView: Codable, Sendable {
     public var stake: String
     public var balance: String
     public var isSelf: Bool
+    /// The member judges duels (absent in older nodes' views).
+    public var judging: Bool?
 
     enum CodingKeys: String, CodingKey {
-        case node, address, status, incarnation, models, capacity, utilization, accepting, stake, balance, isSelf = "self"
+        case node, address, status, incarnation, models, capacity, utilization, accepting, stake, balance, isSelf = "self", judging
     }
 }
 

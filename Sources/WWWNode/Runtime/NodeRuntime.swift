@@ -46,6 +46,16 @@ public final class NodeRuntime: Service, @unchecked Sendable {
     public let connections = ConnectionWatches()
     /// Consecutive failed health probes per backend.
     var failedProbes: [String: Int] = [:]
+    /// Duels (see `DuelShell.swift`): answer texts by job, the streams they come from, judge
+    /// requests' texts waiting for `runJudgement`, and running judge tasks.
+    var duelAnswers: [JobID: DuelAnswers] = [:]
+    var collecting: [StreamID: CollectedStream] = [:]
+    var judgeInbox: [JobID: JudgeMaterial] = [:]
+    var judgeRuns: [JobID: Task<Void, Never>] = [:]
+    /// This node's judge (`duel.judge`); nil: it does not judge.
+    let judge: (any NodeJudge)?
+    /// `experiment.cheat` (nil: an honest executor).
+    let cheat: Cheat?
     private var loops: [Task<Void, Never>] = []
     private var started = false
     private var leaving = false
@@ -65,7 +75,13 @@ public final class NodeRuntime: Service, @unchecked Sendable {
             policy: policy,
             queueTimeout: .milliseconds(Int64(config.node.queueTimeoutS * 1000)),
             maxPending: config.node.maxPending,
-            cooldown: .milliseconds(Int64(config.node.cooldownS * 1000)))
+            cooldown: .milliseconds(Int64(config.node.cooldownS * 1000)),
+            duel: config.duel?.machineConfig ?? DuelConfig())
+        self.judge = try config.duel?.judge.makeJudge(pool: pool)
+        self.cheat = config.experiment.flatMap { $0.cheat == .none ? nil : Cheat(section: $0) }
+        if let cheat {
+            logger.warning("EXPERIMENT: this node's executor answers offloaded jobs with \(cheat.section.cheat.rawValue) on purpose (experiment.cheat); never run this for real users")
+        }
         let seed = config.network?.seed ?? UInt64.random(in: .min ... .max)
         self.seed = seed
         if let section = config.network {
@@ -182,13 +198,14 @@ public final class NodeRuntime: Service, @unchecked Sendable {
             case .cancelStream(let s): cancelStream(s)
             case .respond(let id, let r): respond(id, r)
             case .notify(let e): observe(e)
-            case .collectAnswer, .requestJudgements, .dropAnswers:
-                // The shell does not collect answers or carry judge requests yet, so it never
-                // enables `DuelConfig.runDuels`; a machine configured otherwise gets none.
-                logger.debug("duel directive ignored: this node does not run duels")
+            case .collectAnswer(let s, let job): collectAnswer(s, job: job)
+            case .drainStream(let s): drainStream(s)
+            case .requestJudgements(let spec, let judges):
+                if writeFailed { metrics.duelJudgeRequests(outcome: "skipped_after_write_failure", count: judges.count); continue }
+                requestJudgements(spec, judges: judges)
+            case .dropAnswers(let job): dropAnswers(job: job)
             case .runJudgement(let spec):
-                // Nor does it judge (`DuelConfig.judge` stays off): abstain.
-                conflicts.append(.judgement(job: spec.job, original: nil, swapped: nil))
+                if let abstain = runJudgement(spec) { conflicts.append(abstain) }
             }
         }
         return conflicts

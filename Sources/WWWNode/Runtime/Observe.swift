@@ -96,6 +96,7 @@ extension NodeRuntime {
             logger.debug("duel started", metadata: ["job": "\(job)", "first": "\(first)", "second": "\(second)"])
         case .duelSettled(let job, let majority, let verdicts):
             metrics.duel("settled_" + (majority?.rawValue ?? "no_majority"))
+            metrics.duelAbstentions((peer?.genesis.parameters.judgesPerDuel ?? verdicts) - verdicts)
             logger.info("duel settled", metadata: ["job": "\(job)", "majority": "\(majority?.rawValue ?? "none")", "verdicts": "\(verdicts)"])
         case .duelAbandoned(let job, let reason):
             metrics.duel("abandoned")
@@ -104,6 +105,7 @@ extension NodeRuntime {
             metrics.verdict(choice.rawValue)
         case .judgeRequestDeclined(let job, let reason):
             metrics.verdict("declined_\(reason.rawValue)")
+            if reason == .timedOut { stopJudgement(job) }
             logger.debug("judge request declined", metadata: ["job": "\(job)", "reason": "\(reason.rawValue)"])
         }
     }

@@ -36,6 +36,8 @@ struct StreamEntry {
         case ready(StreamHead)
         /// The user's session relays it.
         case taken
+        /// Read to its end for a duel's judges, by this task (`drainStream`).
+        case draining(Task<Void, Never>)
         /// Cancelled or over.
         case closed
     }
@@ -50,6 +52,15 @@ struct StreamEntry {
     let cancelled = CancelFlag()
     /// Stops the stream's upstream request at once, whoever reads it (set when it started).
     var stopRelay: (@Sendable () -> Void)?
+    /// The peer that runs it (nil: a local backend).
+    var executor: NodeID?
+
+    init(state: State, owner: WWWCore.RequestID, label: String, executor: NodeID? = nil) {
+        self.state = state
+        self.owner = owner
+        self.label = label
+        self.executor = executor
+    }
 }
 
 extension NodeRuntime {
@@ -81,7 +92,7 @@ extension NodeRuntime {
             session.mailbox.yield(.run(s, backend, model))
         case .peer(let job, _):
             guard let inbox = offerInbox[job] else { return failLater(s, .connectionLost) }
-            inbox.start(stream: s, backend: backend, model: model)
+            inbox.start(stream: s, backend: backend, model: model, cheat: cheat)
         }
     }
 
@@ -158,9 +169,10 @@ extension NodeRuntime {
         }
         e.cancelled.raise()
         if case .starting(let task) = e.state { task.cancel() }
+        if case .draining(let task) = e.state { task.cancel() }
         e.stopRelay?()
         switch e.state {
-        case .taken, .inSession: break
+        case .taken, .inSession, .draining: break
         default: e.state = .closed
         }
         streams[s] = e

@@ -158,7 +158,7 @@ extension NodeRuntime {
     /// session and streams. A session still waiting sees its mailbox end.
     func endSession(_ id: WWWCore.RequestID) {
         sessions.removeValue(forKey: id)?.mailbox.finish()
-        for (s, e) in streams where e.owner == id {
+        for (s, e) in streams where e.owner == id && !keptForDuel(s, e) {
             if case .starting(let task) = e.state { task.cancel() }
             streams[s] = nil
         }
@@ -328,7 +328,11 @@ struct Relay: Sendable {
             runtime.streamFailed(stream, failure)
         } else {
             let usage = acc.usage.map { TokenUsage(promptTokens: $0.promptTokens, completionTokens: $0.completionTokens) }
-            runtime.submit(.stream(stream, .finished(StreamOutcome(responseHash: [], usage: usage))))
+            // The hash of the text delivered, as its executor's receipt signs it (a duel
+            // compares the two); the text itself is kept only for a duel's judges.
+            runtime.keepAnswer(stream, text: acc.content, complete: !acc.overflowed)
+            let hash = NodeRuntime.answerHash(acc.content)
+            runtime.submit(.stream(stream, .finished(StreamOutcome(responseHash: hash, usage: usage))))
         }
     }
 

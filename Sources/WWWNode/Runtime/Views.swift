@@ -11,7 +11,7 @@ extension NodeRuntime {
                 PeerView(node: r.node.hex, address: r.address, status: r.status.rawValue, incarnation: r.incarnation,
                          models: r.models.map(\.name), capacity: r.capacity, utilization: Double(r.utilizationPPM) / 1e6,
                          accepting: r.accepting, stake: "\(ledger.effectiveStake(declared: r.stake, of: r.node))",
-                         balance: "\(ledger.balance(of: r.node))", isSelf: r.node == me)
+                         balance: "\(ledger.balance(of: r.node))", isSelf: r.node == me, judging: r.judging)
             }
         }
     }
