@@ -414,21 +414,11 @@ enum JudgeData {
         }
     }
 
-    private struct Question: Decodable {
-        let turns: [String]
-        let reference: [String]?
-    }
-
-    /// MT-Bench first turns → their reference answers.
+    /// MT-Bench questions → their reference answers (`ReferenceBook`, the node's
+    /// reference judge's own loader); none when the file is missing.
     static func references(dir: String) throws -> [String: String] {
         let path = (dir as NSString).appendingPathComponent("prompts/mt_bench_questions.jsonl")
-        guard let data = FileManager.default.contents(atPath: path) else { return [:] }
-        var out: [String: String] = [:]
-        for line in String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline) {
-            guard let q = try? JSONDecoder().decode(Question.self, from: Data(line.utf8)),
-                  let t = q.turns.first, let r = q.reference?.first, !r.isEmpty else { continue }
-            out[t.trimmingCharacters(in: .whitespacesAndNewlines)] = r
-        }
-        return out
+        guard FileManager.default.fileExists(atPath: path) else { return [:] }
+        return try ReferenceBook.load(path: path).answers
     }
 }

@@ -90,7 +90,8 @@ public final class NodeMetrics: Sendable {
     }
 
     /// Duels on this requester by outcome ("started", "settled_first", "settled_second",
-    /// "settled_tie", "settled_no_majority", "abandoned").
+    /// "settled_tie", "settled_no_majority", "abandoned_<reason>": executor_failed,
+    /// bad_acceptance, missing_acceptance, no_verdicts, settlement_refused).
     public func duel(_ outcome: String) {
         Counter(label: "wwwserve_duels_total", dimensions: [("outcome", outcome)], factory: factory).increment()
     }

@@ -30,15 +30,19 @@ public enum Workload {
         return candidates.first { FileManager.default.fileExists(atPath: $0 + "/" + marker) }
     }
 
-    /// The first turn of every MT-Bench question, then every Arena-Hard prompt.
-    public static func prompts(dataDir: String, limit: Int = 10_000) throws -> [(source: String, text: String)] {
+    /// The first turn of every MT-Bench question, then every Arena-Hard prompt; with
+    /// `withReferences`, only the MT-Bench questions that carry a reference answer (math,
+    /// reasoning, coding: what a reference judge can decide).
+    public static func prompts(dataDir: String, limit: Int = 10_000, withReferences: Bool = false) throws -> [(source: String, text: String)] {
         var out: [(String, String)] = []
         let mt = try String(contentsOfFile: dataDir + "/prompts/mt_bench_questions.jsonl", encoding: .utf8)
         for line in mt.split(whereSeparator: \.isNewline) where out.count < limit {
             guard let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                   let turns = obj["turns"] as? [String], let first = turns.first else { continue }
+            if withReferences, ((obj["reference"] as? [String])?.first ?? "").isEmpty { continue }
             out.append(("mt_bench:\(obj["question_id"] ?? "?")", first))
         }
+        if withReferences { return out }
         let arenaPath = dataDir + "/prompts/arena_hard_v0.1_questions.jsonl"
         if let arena = try? String(contentsOfFile: arenaPath, encoding: .utf8) {
             for line in arena.split(whereSeparator: \.isNewline) where out.count < limit {
@@ -75,10 +79,11 @@ public enum Workload {
     /// `count` requests: arrivals from the trace, stretched so the mean rate is `rate`
     /// requests/s (2 cores cannot serve the trace's 5.5 req/s); output lengths from the
     /// trace capped at `maxTokens`; prompts cycled in order.
-    public static func replay(dataDir: String, trace: String = "conv", count: Int, rate: Double, maxTokens: Int) throws -> [WorkloadRequest] {
+    public static func replay(dataDir: String, trace: String = "conv", count: Int, rate: Double, maxTokens: Int,
+                              withReferences: Bool = false) throws -> [WorkloadRequest] {
         precondition(count > 0 && rate > 0 && maxTokens > 0)
         let rows = try self.trace(path: dataDir + "/traces/AzureLLMInferenceTrace_\(trace).csv", limit: count)
-        let prompts = try self.prompts(dataDir: dataDir)
+        let prompts = try self.prompts(dataDir: dataDir, withReferences: withReferences)
         guard !rows.isEmpty, !prompts.isEmpty else { throw ConfigError("the trace or the prompt files are empty") }
         let span = max(rows.last!.t, 1e-3)
         let traceRate = Double(rows.count - 1) / span

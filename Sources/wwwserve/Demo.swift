@@ -25,6 +25,8 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Path of ../shared/data (auto-detected).") var dataDir: String?
     @Option(help: "First port; nodes use consecutive ports.") var basePort = 18400
     @Flag(help: "Print every answer in full.") var verbose = false
+    @Flag(help: "Duel every offloaded job: six nodes, one of them a junk responder (experiment.cheat), judges with MT-Bench references; prompts with references only.")
+    var duels = false
 
     func run() async throws {
         guard let data = Workload.dataDirectory(explicit: dataDir) else {
@@ -33,21 +35,27 @@ struct DemoCommand: AsyncParsableCommand {
         guard requests > 0, rate > 0, maxTokens > 0, sloSeconds > 0 else {
             throw ValidationError("--requests, --rate, --max-tokens and --slo-seconds must be positive")
         }
-        let workload = try Workload.replay(dataDir: data, trace: trace, count: requests, rate: rate, maxTokens: maxTokens)
+        let workload = try Workload.replay(dataDir: data, trace: trace, count: requests, rate: rate, maxTokens: maxTokens,
+                                           withReferences: duels)
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("wwwserve-demo-\(getpid())").path
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        print("wwwserve demo: \(requests) requests from \(trace) trace arrivals (stretched to \(rate) req/s), prompts from MT-Bench/Arena-Hard")
+        print("wwwserve demo: \(requests) requests from \(trace) trace arrivals (stretched to \(rate) req/s), prompts from "
+              + (duels ? "MT-Bench questions with reference answers; every offloaded job is a duel" : "MT-Bench/Arena-Hard"))
         print("work directory: \(work)")
-        let cluster = try DemoCluster(directory: work, basePort: basePort, nodes: DemoCluster.defaultNetwork)
+        let cluster = try DemoCluster(directory: work, basePort: basePort, nodes: duels ? DemoCluster.duelNetwork : DemoCluster.defaultNetwork,
+                                      references: duels ? data + "/prompts/mt_bench_questions.jsonl" : nil)
         defer { cluster.stop() }
         try await cluster.start()
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         let before = await cluster.credits(client: client)
         let results = await DemoReplay(client: client, targets: cluster.userURLs, timeout: timeoutSeconds, verbose: verbose)
             .run(workload)
+        if duels { await cluster.waitForDuels(client: client) }
         let (after, agree) = await cluster.settledCredits(client: client)
+        let duelReport = duels ? await cluster.duelReport(client: client, credits: after) : nil
         try? await client.shutdown()
         DemoReport(results: results, slo: sloSeconds, names: cluster.names).print()
+        duelReport?.print()
         cluster.printCredits(before: before, after: after, agree: agree)
     }
 }
@@ -68,7 +76,30 @@ final class DemoCluster: @unchecked Sendable {
         var loadTarget: Double = 1.0
         /// Receives user requests.
         var takesUsers: Bool
+        /// Duels (`--duels`): runs them as requester; judges; `experiment.cheat`.
+        var runsDuels = false
+        var judges = false
+        var cheat: String?
     }
+
+    /// `--duels`: a requester that duels every offloaded job, two honest providers, a junk
+    /// responder running the same model but answering random letters, and two judge-only
+    /// nodes. Judges (providers too) use the reference judge on MT-Bench's references, with
+    /// the lexical fallback (gibberish loses to text) where neither or both answers match.
+    static let duelNetwork: [Spec] = [
+        Spec(name: "requester", role: "pure requester, duels every offloaded job", capacity: 0, threads: 0,
+             offloadFrequency: 1.0, acceptFrequency: 0, stake: 0, takesUsers: true, runsDuels: true),
+        Spec(name: "honest-1", role: "provider, judges", capacity: 1, threads: 1,
+             offloadFrequency: 0, acceptFrequency: 1.0, stake: 40, loadTarget: 2.0, takesUsers: false, judges: true),
+        Spec(name: "honest-2", role: "provider, judges", capacity: 1, threads: 1,
+             offloadFrequency: 0, acceptFrequency: 1.0, stake: 40, loadTarget: 2.0, takesUsers: false, judges: true),
+        Spec(name: "junk", role: "JUNK responder (experiment.cheat: junk), judges honestly", capacity: 1, threads: 1,
+             offloadFrequency: 0, acceptFrequency: 1.0, stake: 40, loadTarget: 2.0, takesUsers: false, judges: true, cheat: "junk"),
+        Spec(name: "judge-1", role: "judge only (no engine)", capacity: 0, threads: 0,
+             offloadFrequency: 0, acceptFrequency: 0, stake: 20, takesUsers: false, judges: true),
+        Spec(name: "judge-2", role: "judge only (no engine)", capacity: 0, threads: 0,
+             offloadFrequency: 0, acceptFrequency: 0, stake: 20, takesUsers: false, judges: true),
+    ]
 
     /// A pure requester, a pure provider and a mixed node (2 cores: one engine thread each).
     static let defaultNetwork: [Spec] = [
@@ -88,13 +119,18 @@ final class DemoCluster: @unchecked Sendable {
     let directory: String
     let specs: [Spec]
     let basePort: Int
+    /// The judges' references file (`--duels`).
+    let references: String?
     private var processes: [Process] = []
 
-    init(directory: String, basePort: Int, nodes: [Spec]) throws {
+    init(directory: String, basePort: Int, nodes: [Spec], references: String? = nil) throws {
         self.directory = directory
         self.specs = nodes
         self.basePort = basePort
+        self.references = references
     }
+
+    var duelsOn: Bool { specs.contains(where: \.runsDuels) }
 
     var allURLs: [String] { specs.indices.map { "http://127.0.0.1:\(basePort + $0)" } }
     var userURLs: [String] { specs.indices.filter { specs[$0].takesUsers }.map { "http://127.0.0.1:\(basePort + $0)" } }
@@ -130,14 +166,28 @@ final class DemoCluster: @unchecked Sendable {
           accept_frequency: \(s.acceptFrequency)
           stake: \(s.stake)
           load_target: \(s.loadTarget)
+        \(duelSections(s))
         """
+    }
+
+    /// The `duel:` and `experiment:` sections of a `--duels` node.
+    private func duelSections(_ s: Spec) -> String {
+        guard duelsOn else { return "" }
+        let judge = s.judges
+            ? "{kind: reference, references: '\(references ?? "")', fallback: lexical}"
+            : "{kind: none}"
+        var out = "duel:\n  run_duels: \(s.runsDuels)\n  judging_timeout_s: 30\n  judge: \(judge)"
+        if let cheat = s.cheat { out += "\nexperiment:\n  cheat: \(cheat)" }
+        return out
     }
 
     /// Creates each node's key and the genesis (100 credits each, the first node as seed).
     func writeGenesis() throws {
         ids = try specs.map { try NodeKey.loadOrCreate(path: "\(directory)/\($0.name)/node.key").nodeID }
         let grants = Dictionary(uniqueKeysWithValues: ids.map { ($0, Credits(credits: 100)) })
-        let genesis = Genesis(networkID: "wwwserve-demo", grants: grants, seeds: ["127.0.0.1:\(basePort)"])
+        var parameters = GenesisParameters()
+        if duelsOn { parameters.duelProbability = partsPerMillionOne }
+        let genesis = Genesis(networkID: "wwwserve-demo", parameters: parameters, grants: grants, seeds: ["127.0.0.1:\(basePort)"])
         try JSONEncoder().encode(genesis).write(to: URL(fileURLWithPath: "\(directory)/genesis.json"))
     }
 

@@ -99,7 +99,7 @@ extension NodeRuntime {
             metrics.duelAbstentions((peer?.genesis.parameters.judgesPerDuel ?? verdicts) - verdicts)
             logger.info("duel settled", metadata: ["job": "\(job)", "majority": "\(majority?.rawValue ?? "none")", "verdicts": "\(verdicts)"])
         case .duelAbandoned(let job, let reason):
-            metrics.duel("abandoned")
+            metrics.duel("abandoned_" + reason.metricLabel)
             logger.info("duel abandoned", metadata: ["job": "\(job)", "reason": "\(reason)"])
         case .verdictSent(_, let choice):
             metrics.verdict(choice.rawValue)
@@ -129,6 +129,19 @@ extension NodeRuntime {
         case .unreachable: "unreachable"
         case .fallback: "fallback"
         case .failover: "failover"
+        }
+    }
+}
+
+extension DuelAbandonReason {
+    /// A bounded metric label.
+    var metricLabel: String {
+        switch self {
+        case .executorFailed: "executor_failed"
+        case .badAcceptance: "bad_acceptance"
+        case .missingAcceptance: "missing_acceptance"
+        case .noVerdicts: "no_verdicts"
+        case .settlementRefused: "settlement_refused"
         }
     }
 }
