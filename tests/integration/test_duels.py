@@ -34,7 +34,7 @@ from test_network import NetNode, balance_micro, credits, keygen, wait_until
 
 GOSSIP_MS = 300
 GRANT = 100
-REQUESTS = 12
+REQUESTS = 16
 MEMBERSHIP_BOUND_S = 30
 SETTLE_BOUND_S = 60
 ENGLISH = ["The answer ", "is that ", "it is ", "one of ", "the best ", "ways to ", "do this, ", "and you ",
@@ -191,7 +191,9 @@ def test_junk_responder_loses_its_duels(duelnet):
     verdicts = sum(v for p in procs.values() for name, labels, v in p.metrics().samples
                    if name == "wwwserve_judge_verdicts_total" and labels.get("outcome") in ("first", "second", "tie"))
     assert verdicts >= 3 * decided, f"each decided duel has verdicts: {verdicts}"
-    print(f"\nduels: started {started:.0f}, settled {settled:.0f}, decided {decided:.0f}; judge {duelnet['judge']}; "
+    abandoned = {labels["outcome"]: v for name, labels, v in a.metrics().samples
+                 if name == "wwwserve_duels_total" and labels.get("outcome", "").startswith("abandoned")}
+    print(f"\nduels: started {started:.0f}, settled {settled:.0f}, decided {decided:.0f}, abandoned {abandoned}; judge {duelnet['judge']}; "
           f"credit change (credits): " + ", ".join(f"{n} {c / 1e6:+.1f}" for n, c in change.items())
           + "; W/L/T: " + ", ".join(f"{n} {rows[ids[n]].get('duelWins') or 0}/{rows[ids[n]].get('duelLosses') or 0}/"
                                    f"{rows[ids[n]].get('duelTies') or 0}" for n in "BCJ"))
