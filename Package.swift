@@ -61,6 +61,12 @@ let package = Package(
         ]),
         // Deterministic in-memory harness: N cores, virtual time, simulated network.
         .target(name: "WWWSim", dependencies: ["WWWCore"]),
+        // Simulator experiments: engine profiles, YAML scenarios, workloads from the real
+        // traces, baselines, reports (CSV, SVG, markdown).
+        .target(name: "WWWSimLab", dependencies: [
+            "WWWCore", "WWWSim", "WWWNode",
+            .product(name: "Yams", package: "Yams"),
+        ]),
         // `wwwserve bench`: the node's overhead and throughput against direct upstream calls.
         .target(name: "WWWBench", dependencies: [
             "WWWCore", "WWWAPI", "WWWBackends", "WWWNode", "WWWCrypto", "WWWSim", "WWWStore",
@@ -72,12 +78,13 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "wwwserve", dependencies: [
-            "WWWCore", "WWWAPI", "WWWBackends", "WWWNode", "WWWBench", "WWWCrypto", "WWWSim",
+            "WWWCore", "WWWAPI", "WWWBackends", "WWWNode", "WWWBench", "WWWCrypto", "WWWSim", "WWWSimLab",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "WWWCoreTests", dependencies: ["WWWCore", "WWWSim"]),
+        .testTarget(name: "WWWSimLabTests", dependencies: ["WWWSimLab", "WWWSim", "WWWCore"]),
         .testTarget(name: "WWWCryptoTests", dependencies: ["WWWCrypto", "WWWCore"]),
         .testTarget(name: "WWWStoreTests", dependencies: [
             "WWWStore", "WWWCore", .product(name: "GRDB", package: "GRDB.swift"),

@@ -29,6 +29,16 @@ public final class ProgressBar: @unchecked Sendable {
         draw()
     }
 
+    /// Moves the bar to `done` (monotone: a smaller value is ignored).
+    public func update(done value: Int) {
+        let moved: Bool = lock.withLock {
+            guard value > done else { return false }
+            done = min(value, total)
+            return true
+        }
+        if moved { draw() }
+    }
+
     public func clearLine() { if tty { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) } }
 
     private func draw() {

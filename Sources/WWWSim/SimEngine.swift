@@ -117,7 +117,7 @@ func log2(_ x: Double) -> Double {
 /// k steps has a closed form (Σctx grows by B per step), and the engine jumps straight to
 /// the next completion. An arrival or a cancellation splits the run at a step boundary.
 /// Deterministic: no randomness; events in (time, stream) order.
-struct SimEngine: Sendable {
+public struct SimEngine: Sendable {
     struct Request: Sendable {
         var spec: SimJobSpec
         /// Tokens generated so far (the first comes with the prefill).
@@ -133,8 +133,8 @@ struct SimEngine: Sendable {
         case decode(since: Instant, steps: Int, until: Instant)
     }
 
-    let profile: SimEngineProfile
-    let maxRunning: Int
+    public let profile: SimEngineProfile
+    public let maxRunning: Int
     private(set) var running: [StreamID: Request] = [:]
     private var order: [StreamID] = []   // running, in admission order
     private var waiting: [(StreamID, SimJobSpec, Instant)] = []
@@ -142,20 +142,20 @@ struct SimEngine: Sendable {
     private var kvReserved = 0
     private var pendingEvents: [(Instant, StreamID, StreamEvent)] = []
 
-    init(profile: SimEngineProfile, capacity: Int) {
+    public init(profile: SimEngineProfile, capacity: Int) {
         self.profile = profile
         self.maxRunning = max(1, min(capacity, profile.maxRunning))
     }
 
     /// Requests running or waiting.
-    var load: Int { running.count + waiting.count }
+    public var load: Int { running.count + waiting.count }
     /// Share of the KV cache reserved by running requests, in [0, 1].
-    var kvUsage: Double { min(1, Double(kvReserved) / Double(profile.kvCapacityTokens)) }
+    public var kvUsage: Double { min(1, Double(kvReserved) / Double(profile.kvCapacityTokens)) }
 
-    func has(_ s: StreamID) -> Bool { running[s] != nil || waiting.contains { $0.0 == s } }
+    public func has(_ s: StreamID) -> Bool { running[s] != nil || waiting.contains { $0.0 == s } }
 
     /// A request arrives (after the API overhead it is ready for the scheduler).
-    mutating func start(_ s: StreamID, _ spec: SimJobSpec, now: Instant) {
+    public mutating func start(_ s: StreamID, _ spec: SimJobSpec, now: Instant) {
         let ready = now + .nanoseconds(Int64(profile.apiOverheadMs * 1e6))
         waiting.append((s, spec, ready))
         // Admission happens in `due` (at `nextEvent`), so that requests arriving at the
@@ -163,7 +163,7 @@ struct SimEngine: Sendable {
         splitForArrival(now: now)
     }
 
-    mutating func cancel(_ s: StreamID, now: Instant) {
+    public mutating func cancel(_ s: StreamID, now: Instant) {
         if let i = waiting.firstIndex(where: { $0.0 == s }) {
             waiting.remove(at: i)
             return
@@ -180,7 +180,7 @@ struct SimEngine: Sendable {
     }
 
     /// The next instant something happens.
-    var nextEvent: Instant? {
+    public var nextEvent: Instant? {
         var t: Instant? = pendingEvents.map(\.0).min()
         switch phase {
         case .idle:
@@ -192,7 +192,7 @@ struct SimEngine: Sendable {
     }
 
     /// Events due at `now`, in (time, stream) order.
-    mutating func due(now: Instant) -> [(StreamID, StreamEvent)] {
+    public mutating func due(now: Instant) -> [(StreamID, StreamEvent)] {
         var guardCount = 0
         while let t = phaseEnd, t <= now, guardCount < 10_000 {
             guardCount += 1

@@ -145,6 +145,8 @@ public struct SimNode: SimulatedProcess {
     public private(set) var counters = SimNodeCounters()
     private var timers: [NodeTimer: Instant] = [:]
     private var engines: [String: SimEngine] = [:]
+    /// The KV-cache use last told to the machine, per backend.
+    private var reportedKV: [String: Double] = [:]
     /// The backend each running local stream is on.
     private var streamBackend: [StreamID: String] = [:]
     /// Users' request sizes.
@@ -202,6 +204,12 @@ public struct SimNode: SimulatedProcess {
         for name in engines.keys.sorted() {
             let events = engines[name]!.due(now: now)
             for (s, e) in events { out += engineEvent(s, e, now: now) }
+            // As the shell reports an engine's KV-cache use from /ready: on a change of 5 %.
+            let kv = engines[name]!.kvUsage
+            if abs(kv - (reportedKV[name] ?? 0)) >= 0.05 {
+                reportedKV[name] = kv
+                out += run(.backendHealth(backend: name, healthy: true, kvCacheUsage: kv), now: now)
+            }
         }
         let due = timers.filter { $0.value <= now }.sorted { ($0.value, $0.key) < ($1.value, $1.key) }
         for (t, at) in due where timers[t] == at {

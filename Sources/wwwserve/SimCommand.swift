@@ -1,12 +1,15 @@
 import ArgumentParser
+import Foundation
+import WWWBench
 import WWWCore
 import WWWSim
+import WWWSimLab
 
 /// `wwwserve sim`: deterministic in-memory runs of the real protocol core.
 struct SimCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sim", abstract: "Run the protocol core in the deterministic simulator.",
-        subcommands: [ConvergenceCommand.self, MassStartCommand.self])
+        subcommands: [SimRunCommand.self, ConvergenceCommand.self, MassStartCommand.self])
 }
 
 /// `wwwserve sim convergence`: periods until a join, a leave and a crash are known by all
@@ -97,5 +100,57 @@ struct MassStartCommand: ParsableCommand {
                                               maxPeriods: maxPeriods, watchPeriods: watch, trace: trace ? { print($0) } : nil))
             }
         }
+    }
+}
+
+/// `wwwserve sim run SCENARIO`: runs a YAML scenario in each of its modes (single-node,
+/// centralized, wwwserve) over the same arrivals and writes CSV, an SVG plot and a
+/// markdown report.
+struct SimRunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Run a scenario (YAML) in single / centralized / wwwserve mode and write CSV, SVG and a report.",
+        discussion: "Bundled scenarios are in sim/scenarios/; engine profiles in sim/profiles.yaml (see docs/experiments/README.md).")
+
+    @Argument(help: "The scenario file (YAML).") var scenario: String
+    @Option(help: "Extra engine profiles (YAML), over the bundled sim/profiles.yaml.") var profiles: String?
+    @Option(help: "Output directory (default docs/experiments/<scenario name>).") var out: String?
+    @Option(help: "Path of ../shared/data (auto-detected).") var dataDir: String?
+    @Option(help: "Comma-separated modes to run (default: the scenario's).") var modes: String?
+    @Option(help: "Override the scenario's seed.") var seed: UInt64?
+
+    func run() throws {
+        var s = try Scenario.load(path: scenario)
+        if let seed { s.seed = seed }
+        if let modes {
+            s.modes = try modes.split(separator: ",").map {
+                guard let m = Scenario.Mode(rawValue: String($0)) else { throw ValidationError("--modes: unknown mode '\($0)' (single, centralized, wwwserve)") }
+                return m
+            }
+        }
+        guard let bundled = ProfileBook.bundledPath() else { throw ValidationError("cannot find sim/profiles.yaml (run from the repository root)") }
+        var book = try ProfileBook.load(path: bundled)
+        if let profiles { book = book.merging(try ProfileBook.load(path: profiles)) }
+        let arrivals = try s.arrivals(traces: try s.loadTraces(dataDir: dataDir))
+        let runner = try ScenarioRunner(scenario: s, book: book, arrivals: arrivals)
+        print("scenario \(s.name): \(runner.nodes.count) nodes, \(arrivals.count) requests over \(Int(s.durationS)) s, seed \(s.seed)")
+        var runs: [ModeRun] = []
+        for mode in s.modes {
+            let bar = ProgressBar(total: 100, noun: "percent", finishLabel: "  \(mode.rawValue)")
+            let r = runner.run(mode) { bar.update(done: Int($0 * 100)) }
+            bar.update(done: 100)
+            bar.finish()
+            print("    \(r.records.filter(\.ok).count)/\(r.records.count) ok, \(r.events) events, \(String(format: "%.1f", r.wallSeconds)) s wall")
+            runs.append(r)
+        }
+        let dir = out ?? "docs/experiments/\(s.name)"
+        var command = "wwwserve sim run \(scenario)"
+        if let seed { command += " --seed \(seed)" }
+        if let modes { command += " --modes \(modes)" }
+        if let profiles { command += " --profiles \(profiles)" }
+        let report = ScenarioReport(scenario: s, runs: runs, command: command)
+        try report.write(to: dir)
+        print("")
+        for row in report.summaryRows() { print("  " + row.joined(separator: "  ")) }
+        print("wrote \(dir)/report.md, slo.svg, slo.csv, requests.csv")
     }
 }

@@ -1,0 +1,167 @@
+import Foundation
+import WWWSim
+
+/// Summaries, CSV, SVG and markdown of a scenario's runs. All formatting is fixed-width
+/// decimal, so the same runs give byte-identical files.
+public struct ScenarioReport {
+    public let scenario: Scenario
+    public let runs: [ModeRun]
+    public let nodes: [ScenarioNode]
+    /// The command that regenerates the files (written into the report).
+    public let command: String
+
+    public init(scenario: Scenario, runs: [ModeRun], command: String) {
+        self.scenario = scenario
+        self.runs = runs
+        self.nodes = scenario.expandedNodes
+        self.command = command
+    }
+
+    static func f(_ x: Double, _ digits: Int = 3) -> String { String(format: "%.\(digits)f", x) }
+
+    /// Share of all requests answered within `threshold` seconds end to end (failures and
+    /// timeouts are misses).
+    public static func attainment(_ records: [RequestRecord], threshold: Double) -> Double {
+        guard !records.isEmpty else { return 0 }
+        return Double(records.filter { $0.ok && $0.latency! <= threshold }.count) / Double(records.count)
+    }
+
+    public static func percentile(_ xs: [Double], _ p: Double) -> Double? {
+        guard !xs.isEmpty else { return nil }
+        let s = xs.sorted()
+        return s[min(s.count - 1, Int((p * Double(s.count - 1)).rounded()))]
+    }
+
+    // MARK: CSV
+
+    public var requestsCSV: String {
+        var out = "mode,request,node,arrival_s,ttft_s,latency_s,executor,prompt_tokens,output_tokens,failure\n"
+        for r in runs {
+            for x in r.records {
+                let cells = [r.mode.rawValue, String(x.index), nodes[x.node].name, Self.f(x.arrival), x.ttft.map { Self.f($0) } ?? "",
+                             x.latency.map { Self.f($0) } ?? "", x.executor.flatMap { $0 >= 0 ? nodes[$0].name : nil } ?? "",
+                             String(x.promptTokens), String(x.outputTokens), x.failure ?? ""]
+                out += cells.joined(separator: ",") + "\n"
+            }
+        }
+        return out
+    }
+
+    public var sloCSV: String {
+        var out = "mode,slo_threshold_s,attainment\n"
+        for r in runs {
+            for t in scenario.sloThresholdsS {
+                out += "\(r.mode.rawValue),\(Self.f(t, 1)),\(Self.f(Self.attainment(r.records, threshold: t), 4))\n"
+            }
+        }
+        return out
+    }
+
+    // MARK: SVG
+
+    public var sloSVG: String {
+        SVGPlot(title: "\(scenario.name): SLO attainment vs SLO threshold", xLabel: "end-to-end SLO threshold (s)",
+                yLabel: "SLO attainment", yRange: 0...1,
+                series: runs.map { r in (r.mode.rawValue, scenario.sloThresholdsS.map { ($0, Self.attainment(r.records, threshold: $0)) }) })
+            .render()
+    }
+
+    // MARK: Markdown
+
+    public func summaryRows() -> [[String]] {
+        runs.map { r in
+            let ok = r.records.filter(\.ok)
+            let lat = ok.compactMap(\.latency), ttft = ok.compactMap(\.ttft)
+            let mean = lat.isEmpty ? nil : lat.reduce(0, +) / Double(lat.count)
+            func s(_ v: Double?) -> String { v.map { Self.f($0, 2) } ?? "-" }
+            return [r.mode.rawValue, String(r.records.count), String(ok.count), String(r.records.count - ok.count),
+                    s(mean), s(Self.percentile(lat, 0.5)), s(Self.percentile(lat, 0.99)), s(Self.percentile(ttft, 0.5)),
+                    s(Self.percentile(ttft, 0.99))]
+        }
+    }
+
+    public var markdown: String {
+        var md = "# \(scenario.name)\n\n"
+        if let d = scenario.description { md += d.trimmingCharacters(in: .whitespacesAndNewlines) + "\n\n" }
+        md += "Regenerate with:\n\n    \(command)\n\n"
+        md += "Nodes: " + scenario.nodes.map { g in
+            "\(g.count)× \(g.name) (`\(g.profile)`, \(g.capacity) slots, workload \(g.workload.kind)\(g.workload.kind == "poisson" ? " \(g.workload.rate) req/s" : g.workload.kind == "count" ? " \(g.workload.count)" : ""))"
+        }.joined(separator: "; ") + ". "
+        md += "Duration \(Self.f(scenario.durationS, 0)) s, request timeout \(Self.f(scenario.requestTimeoutS, 0)) s (timeouts and failures count as SLO misses), seed \(scenario.seed).\n\n"
+        md += "| mode | requests | ok | failed | mean latency (s) | p50 | p99 | TTFT p50 (s) | TTFT p99 |\n|---|---|---|---|---|---|---|---|---|\n"
+        for row in summaryRows() { md += "| " + row.joined(separator: " | ") + " |\n" }
+        md += "\nSLO attainment by end-to-end threshold:\n\n| threshold (s) | " + runs.map(\.mode.rawValue).joined(separator: " | ") + " |\n|---|" + runs.map { _ in "---|" }.joined() + "\n"
+        for t in scenario.sloThresholdsS {
+            md += "| \(Self.f(t, 0)) | " + runs.map { Self.f(100 * Self.attainment($0.records, threshold: t), 1) + " %" }.joined(separator: " | ") + " |\n"
+        }
+        if let w = runs.first(where: { $0.mode == .wwwserve }) {
+            md += "\nwwwserve: Σ balances = Σ grants on every node at the end: \(w.conservation ? "yes" : "NO"). Requests executed per node: "
+            var per: [String: Int] = [:]
+            for r in w.records where r.ok { per[r.executor.flatMap { $0 >= 0 ? nodes[$0].name : nil } ?? "?", default: 0] += 1 }
+            md += per.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ".\n"
+        }
+        md += "\n![SLO attainment](slo.svg)\n"
+        return md
+    }
+
+    /// Writes requests.csv, slo.csv, slo.svg and report.md into `directory`.
+    public func write(to directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for (name, text) in [("requests.csv", requestsCSV), ("slo.csv", sloCSV), ("slo.svg", sloSVG), ("report.md", markdown)] {
+            try text.write(toFile: (directory as NSString).appendingPathComponent(name), atomically: true, encoding: .utf8)
+        }
+    }
+}
+
+/// A small line plot as SVG (no dependency: the format is text).
+public struct SVGPlot {
+    public var title: String
+    public var xLabel: String
+    public var yLabel: String
+    public var yRange: ClosedRange<Double>?
+    public var series: [(String, [(Double, Double)])]
+
+    public init(title: String, xLabel: String, yLabel: String, yRange: ClosedRange<Double>? = nil, series: [(String, [(Double, Double)])]) {
+        self.title = title
+        self.xLabel = xLabel
+        self.yLabel = yLabel
+        self.yRange = yRange
+        self.series = series
+    }
+
+    static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+
+    public func render() -> String {
+        let w = 640.0, h = 400.0, left = 70.0, right = 150.0, top = 40.0, bottom = 60.0
+        let xs = series.flatMap { $0.1.map(\.0) }, ys = series.flatMap { $0.1.map(\.1) }
+        let x0 = xs.min() ?? 0, x1 = max(xs.max() ?? 1, x0 + 1e-9)
+        let y0 = yRange?.lowerBound ?? min(0, ys.min() ?? 0), y1 = yRange?.upperBound ?? max(ys.max() ?? 1, y0 + 1e-9)
+        func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * (w - left - right) }
+        func py(_ y: Double) -> Double { h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom) }
+        func f(_ v: Double) -> String { String(format: "%.1f", v) }
+        func esc(_ s: String) -> String { s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;") }
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+        svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        svg += "<text x=\"\(f(w / 2))\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">\(esc(title))</text>\n"
+        svg += "<line x1=\"\(f(left))\" y1=\"\(f(py(y0)))\" x2=\"\(f(w - right))\" y2=\"\(f(py(y0)))\" stroke=\"black\"/>\n"
+        svg += "<line x1=\"\(f(left))\" y1=\"\(f(py(y0)))\" x2=\"\(f(left))\" y2=\"\(f(py(y1)))\" stroke=\"black\"/>\n"
+        for k in 0...4 {
+            let y = y0 + (y1 - y0) * Double(k) / 4, x = x0 + (x1 - x0) * Double(k) / 4
+            svg += "<text x=\"\(f(left - 6))\" y=\"\(f(py(y) + 4))\" text-anchor=\"end\">\(String(format: "%.2f", y))</text>\n"
+            svg += "<line x1=\"\(f(left))\" y1=\"\(f(py(y)))\" x2=\"\(f(w - right))\" y2=\"\(f(py(y)))\" stroke=\"#ddd\"/>\n"
+            svg += "<text x=\"\(f(px(x)))\" y=\"\(f(h - bottom + 18))\" text-anchor=\"middle\">\(String(format: "%.0f", x))</text>\n"
+        }
+        svg += "<text x=\"\(f((left + w - right) / 2))\" y=\"\(f(h - 15))\" text-anchor=\"middle\">\(esc(xLabel))</text>\n"
+        svg += "<text transform=\"translate(18,\(f((top + h - bottom) / 2))) rotate(-90)\" text-anchor=\"middle\">\(esc(yLabel))</text>\n"
+        for (i, (name, points)) in series.enumerated() {
+            let c = Self.colors[i % Self.colors.count]
+            let path = points.map { "\(f(px($0.0))),\(f(py($0.1)))" }.joined(separator: " ")
+            svg += "<polyline fill=\"none\" stroke=\"\(c)\" stroke-width=\"2\" points=\"\(path)\"/>\n"
+            for p in points { svg += "<circle cx=\"\(f(px(p.0)))\" cy=\"\(f(py(p.1)))\" r=\"3\" fill=\"\(c)\"/>\n" }
+            let ly = top + 20 + Double(i) * 18
+            svg += "<line x1=\"\(f(w - right + 10))\" y1=\"\(f(ly))\" x2=\"\(f(w - right + 30))\" y2=\"\(f(ly))\" stroke=\"\(c)\" stroke-width=\"2\"/>\n"
+            svg += "<text x=\"\(f(w - right + 36))\" y=\"\(f(ly + 4))\">\(esc(name))</text>\n"
+        }
+        return svg + "</svg>\n"
+    }
+}

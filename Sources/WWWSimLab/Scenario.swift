@@ -1,0 +1,302 @@
+import Foundation
+import WWWCore
+import Yams
+
+/// A simulator scenario (YAML): nodes with their engines, policies and workloads, the run's
+/// length, the SLO thresholds to report and the modes to compare. A user asks their own
+/// question by writing one (`wwwserve sim run FILE`); the bundled experiments are scenarios
+/// under `sim/scenarios/`.
+///
+/// ```yaml
+/// name: heterogeneous-models
+/// seed: 1
+/// duration_s: 600                    # arrivals in [0, duration); the run goes on until all end
+/// request_timeout_s: 300             # a request not done by then fails (an SLO miss)
+/// slo_thresholds_s: [10, 30, 60, 120, 300]
+/// modes: [single, centralized, wwwserve]
+/// lengths: {kind: trace, trace: conv, max_output_tokens: 4096}   # or {kind: fixed, prompt_tokens: 500, output_tokens: 2000}
+/// nodes:
+///   - name: big
+///     profile: qwen3-8b/a100/bf16/flashinfer
+///     count: 1
+///     capacity: 32                   # the node's slots (the engine's own limit also applies)
+///     policy: {offload_frequency: 1, accept_frequency: 1, stake: 100, load_target: 0.8}
+///     workload: {kind: poisson, rate: 0.2}
+///       # or {kind: fluctuating, rates: [[0, 0.1], [300, 0.03]]}
+///       # or {kind: count, count: 43}   (exactly N arrivals, uniform in the duration)
+///       # or {kind: trace, trace: conv, offset_s: 0, scale: 0.01}   (Azure arrivals, thinned to `scale`)
+/// ```
+public struct Scenario: Codable, Sendable, Equatable {
+    public var name: String
+    public var description: String?
+    public var seed: UInt64 = 1
+    public var durationS: Double
+    public var requestTimeoutS: Double = 300
+    public var sloThresholdsS: [Double] = [5, 10, 20, 30, 60, 90, 120, 180, 240, 300]
+    public var modes: [Mode] = Mode.allCases
+    public var lengths: Lengths = Lengths()
+    /// Membership warm-up before the first arrival (wwwserve mode), seconds.
+    public var warmupS: Double = 10
+    public var gossipPeriodMs: Int = 1000
+    public var network: NetworkModel = NetworkModel()
+    public var nodes: [NodeGroup]
+
+    public enum Mode: String, Codable, Sendable, CaseIterable {
+        /// Each node serves only its own users.
+        case single
+        /// One global scheduler that sees every engine's true load sends each request to the
+        /// least-loaded engine for its model (join-shortest-queue by utilization).
+        case centralized
+        /// The product's node machines with their policies.
+        case wwwserve
+    }
+
+    public struct Lengths: Codable, Sendable, Equatable {
+        /// "trace": prompt and output lengths of the Azure trace rows, in order; "fixed";
+        /// "uniform": `prompt_tokens`, and outputs uniform in [min_output_tokens, max_output_tokens].
+        public var kind: String = "trace"
+        public var trace: String = "conv"
+        public var promptTokens: Int = 1000
+        public var outputTokens: Int = 200
+        /// Caps (the engine's context); the trace's longest rows are cut.
+        public var maxPromptTokens: Int = 8192
+        public var maxOutputTokens: Int = 4096
+        public var minOutputTokens: Int = 1
+        public init() {}
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case kind, trace, promptTokens = "prompt_tokens", outputTokens = "output_tokens"
+            case maxPromptTokens = "max_prompt_tokens", maxOutputTokens = "max_output_tokens", minOutputTokens = "min_output_tokens"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            try rejectUnknown(decoder, CodingKeys.self, in: "lengths")
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let d = Lengths()
+            kind = try c.decodeIfPresent(String.self, forKey: .kind) ?? d.kind
+            trace = try c.decodeIfPresent(String.self, forKey: .trace) ?? d.trace
+            promptTokens = try c.decodeIfPresent(Int.self, forKey: .promptTokens) ?? d.promptTokens
+            outputTokens = try c.decodeIfPresent(Int.self, forKey: .outputTokens) ?? d.outputTokens
+            maxPromptTokens = try c.decodeIfPresent(Int.self, forKey: .maxPromptTokens) ?? d.maxPromptTokens
+            maxOutputTokens = try c.decodeIfPresent(Int.self, forKey: .maxOutputTokens) ?? d.maxOutputTokens
+            minOutputTokens = try c.decodeIfPresent(Int.self, forKey: .minOutputTokens) ?? d.minOutputTokens
+        }
+    }
+
+    public struct NetworkModel: Codable, Sendable, Equatable {
+        public var minDelayMs: Double = 5
+        public var maxDelayMs: Double = 50
+        public var loss: Double = 0
+        public init() {}
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case minDelayMs = "min_delay_ms", maxDelayMs = "max_delay_ms", loss }
+
+        public init(from decoder: any Decoder) throws {
+            try rejectUnknown(decoder, CodingKeys.self, in: "network")
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            minDelayMs = try c.decodeIfPresent(Double.self, forKey: .minDelayMs) ?? 5
+            maxDelayMs = try c.decodeIfPresent(Double.self, forKey: .maxDelayMs) ?? 50
+            loss = try c.decodeIfPresent(Double.self, forKey: .loss) ?? 0
+        }
+    }
+
+    public struct Policy: Codable, Sendable, Equatable {
+        public var offloadFrequency: Double = 1
+        public var acceptFrequency: Double = 1
+        public var loadTarget: Double = 1
+        public var stake: Double = 10
+        public init() {}
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case offloadFrequency = "offload_frequency", acceptFrequency = "accept_frequency", loadTarget = "load_target", stake
+        }
+
+        public init(from decoder: any Decoder) throws {
+            try rejectUnknown(decoder, CodingKeys.self, in: "policy")
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let d = Policy()
+            offloadFrequency = try c.decodeIfPresent(Double.self, forKey: .offloadFrequency) ?? d.offloadFrequency
+            acceptFrequency = try c.decodeIfPresent(Double.self, forKey: .acceptFrequency) ?? d.acceptFrequency
+            loadTarget = try c.decodeIfPresent(Double.self, forKey: .loadTarget) ?? d.loadTarget
+            stake = try c.decodeIfPresent(Double.self, forKey: .stake) ?? d.stake
+        }
+    }
+
+    public struct Workload: Codable, Sendable, Equatable {
+        /// "none", "poisson", "fluctuating", "count", "trace".
+        public var kind: String = "none"
+        public var rate: Double = 0
+        /// Fluctuating: (from second, rate) steps, ascending.
+        public var rates: [[Double]] = []
+        public var count: Int = 0
+        public var trace: String = "conv"
+        public var offsetS: Double = 0
+        /// Trace: keep this share of its arrivals (deterministic thinning).
+        public var scale: Double = 1
+        public init() {}
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case kind, rate, rates, count, trace, offsetS = "offset_s", scale }
+
+        public init(from decoder: any Decoder) throws {
+            try rejectUnknown(decoder, CodingKeys.self, in: "workload")
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            kind = try c.decodeIfPresent(String.self, forKey: .kind) ?? "none"
+            rate = try c.decodeIfPresent(Double.self, forKey: .rate) ?? 0
+            rates = try c.decodeIfPresent([[Double]].self, forKey: .rates) ?? []
+            count = try c.decodeIfPresent(Int.self, forKey: .count) ?? 0
+            trace = try c.decodeIfPresent(String.self, forKey: .trace) ?? "conv"
+            offsetS = try c.decodeIfPresent(Double.self, forKey: .offsetS) ?? 0
+            scale = try c.decodeIfPresent(Double.self, forKey: .scale) ?? 1
+        }
+    }
+
+    public struct NodeGroup: Codable, Sendable, Equatable {
+        public var name: String
+        public var count: Int = 1
+        public var profile: String
+        /// The model name users ask for; nodes that share it can offload to each other.
+        public var model: String = "qwen3"
+        public var capacity: Int = 32
+        public var policy: Policy = Policy()
+        public var workload: Workload = Workload()
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case name, count, profile, model, capacity, policy, workload }
+
+        public init(from decoder: any Decoder) throws {
+            try rejectUnknown(decoder, CodingKeys.self, in: "nodes[]")
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decode(String.self, forKey: .name)
+            count = try c.decodeIfPresent(Int.self, forKey: .count) ?? 1
+            profile = try c.decode(String.self, forKey: .profile)
+            model = try c.decodeIfPresent(String.self, forKey: .model) ?? "qwen3"
+            capacity = try c.decodeIfPresent(Int.self, forKey: .capacity) ?? 32
+            policy = try c.decodeIfPresent(Policy.self, forKey: .policy) ?? Policy()
+            workload = try c.decodeIfPresent(Workload.self, forKey: .workload) ?? Workload()
+        }
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, description, seed, durationS = "duration_s", requestTimeoutS = "request_timeout_s"
+        case sloThresholdsS = "slo_thresholds_s", modes, lengths, warmupS = "warmup_s", gossipPeriodMs = "gossip_period_ms"
+        case network, nodes
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknown(decoder, CodingKeys.self, in: "scenario")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        description = try c.decodeIfPresent(String.self, forKey: .description)
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? 1
+        durationS = try c.decode(Double.self, forKey: .durationS)
+        requestTimeoutS = try c.decodeIfPresent(Double.self, forKey: .requestTimeoutS) ?? 300
+        sloThresholdsS = try c.decodeIfPresent([Double].self, forKey: .sloThresholdsS) ?? [5, 10, 20, 30, 60, 90, 120, 180, 240, 300]
+        modes = try c.decodeIfPresent([Mode].self, forKey: .modes) ?? Mode.allCases
+        lengths = try c.decodeIfPresent(Lengths.self, forKey: .lengths) ?? Lengths()
+        warmupS = try c.decodeIfPresent(Double.self, forKey: .warmupS) ?? 10
+        gossipPeriodMs = try c.decodeIfPresent(Int.self, forKey: .gossipPeriodMs) ?? 1000
+        network = try c.decodeIfPresent(NetworkModel.self, forKey: .network) ?? NetworkModel()
+        nodes = try c.decode([NodeGroup].self, forKey: .nodes)
+    }
+
+    /// Parses and checks a scenario.
+    /// - Throws: `SimLabError` with the source and the problem.
+    public static func parse(_ text: String, source: String) throws -> Scenario {
+        let s: Scenario
+        do {
+            s = try YAMLDecoder().decode(Scenario.self, from: text)
+        } catch let e as SimLabError {
+            throw SimLabError("\(source): \(e.description)")
+        } catch let e as DecodingError {
+            throw SimLabError("\(source): \(describe(e))")
+        } catch {
+            throw SimLabError("\(source): \(error)")
+        }
+        if let p = s.problems.first { throw SimLabError("\(source): \(p)") }
+        return s
+    }
+
+    public static func load(path: String) throws -> Scenario {
+        guard let data = FileManager.default.contents(atPath: path) else { throw SimLabError("cannot read scenario file '\(path)'") }
+        return try parse(String(decoding: data, as: UTF8.self), source: path)
+    }
+
+    /// Values the types cannot express (empty when valid).
+    public var problems: [String] {
+        var out: [String] = []
+        if !(durationS > 0 && durationS <= 86_400) { out.append("duration_s must be in (0, 86400]") }
+        if !(requestTimeoutS > 0 && requestTimeoutS <= 86_400) { out.append("request_timeout_s must be in (0, 86400]") }
+        if sloThresholdsS.isEmpty || sloThresholdsS.contains(where: { !($0 > 0) }) { out.append("slo_thresholds_s must be positive numbers") }
+        if modes.isEmpty { out.append("modes must name at least one of single, centralized, wwwserve") }
+        if !["trace", "fixed", "uniform"].contains(lengths.kind) { out.append("lengths.kind must be trace, fixed or uniform") }
+        if lengths.kind == "uniform", !(1...lengths.maxOutputTokens).contains(lengths.minOutputTokens) {
+            out.append("lengths: 1 ≤ min_output_tokens ≤ max_output_tokens")
+        }
+        if lengths.promptTokens < 0 || lengths.outputTokens < 1 || lengths.maxOutputTokens < 1 || lengths.maxPromptTokens < 1 {
+            out.append("lengths: token counts must be positive")
+        }
+        if !(network.minDelayMs >= 0 && network.maxDelayMs >= network.minDelayMs && (0..<1).contains(network.loss)) {
+            out.append("network: 0 ≤ min_delay_ms ≤ max_delay_ms, loss in [0, 1)")
+        }
+        if !(warmupS >= 0 && warmupS <= 3600) || !(50...60_000).contains(gossipPeriodMs) {
+            out.append("warmup_s must be in 0...3600 and gossip_period_ms in 50...60000")
+        }
+        if nodes.isEmpty { out.append("nodes must not be empty") }
+        let total = nodes.reduce(0) { $0 + max(0, $1.count) }
+        if total > 20_000 { out.append("at most 20000 nodes") }
+        for (i, n) in nodes.enumerated() {
+            let p = "nodes[\(i)] (\(n.name))"
+            if n.count < 1 { out.append("\(p): count must be at least 1") }
+            if n.capacity < 1 { out.append("\(p): capacity must be at least 1") }
+            let pol = n.policy
+            if ![pol.offloadFrequency, pol.acceptFrequency].allSatisfy({ (0...1).contains($0) }) || !(pol.loadTarget > 0) || !(pol.stake >= 0) {
+                out.append("\(p): policy frequencies in [0, 1], load_target > 0, stake ≥ 0")
+            }
+            let w = n.workload
+            switch w.kind {
+            case "none": break
+            case "poisson": if !(w.rate > 0 && w.rate < 10_000) { out.append("\(p): workload.rate must be in (0, 10000) req/s") }
+            case "fluctuating":
+                if w.rates.isEmpty || w.rates.contains(where: { $0.count != 2 || !($0[1] >= 0) })
+                    || zip(w.rates, w.rates.dropFirst()).contains(where: { $0[0] >= $1[0] }) {
+                    out.append("\(p): workload.rates must be [[from_s, rate], …] with ascending from_s and rates ≥ 0")
+                }
+            case "count": if !(1...1_000_000).contains(w.count) { out.append("\(p): workload.count must be in 1...1000000") }
+            case "trace":
+                if !["conv", "code"].contains(w.trace) { out.append("\(p): workload.trace must be conv or code") }
+                if !(w.scale > 0 && w.scale <= 1) || !(w.offsetS >= 0) { out.append("\(p): workload.scale in (0, 1], offset_s ≥ 0") }
+            default: out.append("\(p): workload.kind must be none, poisson, fluctuating, count or trace")
+            }
+        }
+        return out
+    }
+}
+
+/// Scenario files are strict: an unknown key is an error naming it.
+struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+func rejectUnknown<K: CodingKey & CaseIterable>(_ decoder: any Decoder, _ keys: K.Type, in section: String) throws {
+    guard let c = try? decoder.container(keyedBy: AnyKey.self) else { return }
+    let known = K.allCases.map(\.stringValue)
+    for k in c.allKeys where !known.contains(k.stringValue) {
+        throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [k],
+                                                debugDescription: "unknown key '\(k.stringValue)' in \(section); known: \(known.joined(separator: ", "))"))
+    }
+}
+
+func describe(_ e: DecodingError) -> String {
+    func path(_ p: [any CodingKey]) -> String {
+        p.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
+    }
+    switch e {
+    case .keyNotFound(let k, let ctx): return "missing key '\(path(ctx.codingPath + [k]))'"
+    case .typeMismatch(let t, let ctx): return "'\(path(ctx.codingPath))' should be \(t)"
+    case .valueNotFound(let t, let ctx): return "'\(path(ctx.codingPath))' should be \(t), found null"
+    case .dataCorrupted(let ctx): return "\(path(ctx.codingPath)): \(ctx.debugDescription)"
+    @unknown default: return "\(e)"
+    }
+}
