@@ -407,7 +407,7 @@ struct DemoReport {
         Swift.print("local / offloaded: \(ok.filter { !$0.offloaded }.count) / \(ok.filter(\.offloaded).count)")
         var perNode: [String: Int] = [:]
         for r in ok { perNode[r.executor.flatMap { names[$0] } ?? r.executor ?? "?", default: 0] += 1 }
-        Swift.print("executions:        " + perNode.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
+        Swift.print("answered by:       " + perNode.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
         Swift.print(String(format: "SLO attainment:    %.1f %% (end-to-end ≤ %.0f s; failures and timeouts count as misses)", results.isEmpty ? 0 : 100.0 * Double(withinSLO) / Double(results.count), slo))
         Swift.print("TTFT p50 / p99:    \(fmt(Self.percentile(ttfts, 0.5))) / \(fmt(Self.percentile(ttfts, 0.99)))")
         Swift.print("latency p50 / p99: \(fmt(Self.percentile(lat, 0.5))) / \(fmt(Self.percentile(lat, 0.99)))")

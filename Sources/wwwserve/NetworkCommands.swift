@@ -50,11 +50,11 @@ struct GenesisCommand: ParsableCommand {
             throw CLIError("--seed must be host:port — a host name, IPv4 or [IPv6] address and a port in 1...65535, no scheme — got '\(seed)'")
         }
         guard Set(seeds).count == seeds.count else { throw CLIError("--seed lists one address twice") }
+        guard duelProbability.isFinite, (0...1).contains(duelProbability) else { throw CLIError("--duel-probability must be in 0...1") }
+        guard (1...64).contains(judgesPerDuel) else { throw CLIError("--judges-per-duel must be in 1...64") }
         if g.isEmpty {
             FileHandle.standardError.write(Data("warning: no --grant: nobody in this network has credits to offload with\n".utf8))
         }
-        guard duelProbability.isFinite, (0...1).contains(duelProbability) else { throw CLIError("--duel-probability must be in 0...1") }
-        guard (1...64).contains(judgesPerDuel) else { throw CLIError("--judges-per-duel must be in 1...64") }
         var params = GenesisParameters()
         params.pricePerJob = Credits(micro: Int64((price * 1e6).rounded()))
         params.duelProbability = PartsPerMillion((duelProbability * Double(partsPerMillionOne)).rounded())

@@ -675,7 +675,7 @@ struct NodeMachineDuelExecutorTests {
 
 @Suite("NodeMachine: a requester's duel, directive by directive")
 struct NodeMachineDuelRequesterTests {
-    private func requester() -> NodeMachine {
+    private func requester(judges: Bool = true) -> NodeMachine {
         var g = [NodeID: Credits]()
         for n: UInt8 in 1...6 { g[F.id(n)] = Credits(credits: 100) }
         let genesis = Genesis(networkID: "test", parameters: GenesisParameters(duelProbability: 1_000_000), grants: g)
@@ -684,7 +684,7 @@ struct NodeMachineDuelRequesterTests {
         var m = NodeMachine(config: NodeMachineConfig(policy: F.policy(), duel: DuelConfig(runDuels: true, judgingTimeout: .seconds(30))),
                             network: setup, seed: 1)
         _ = m.handle(.start, now: t0)
-        _ = F.learn(&m, [F.record(2), F.record(3)] + [4, 5, 6].map { F.record($0, models: [], accepting: false, judging: true) })
+        _ = F.learn(&m, [F.record(2), F.record(3)] + [4, 5, 6].map { F.record($0, models: [], accepting: false, judging: judges) })
         _ = F.heardFrom(&m, 2)
         return m
     }
@@ -814,7 +814,7 @@ struct NodeMachineDuelRequesterTests {
         #expect(gone.contains(.cancelStream(sFirst)))
         #expect(gone.contains(.cancelStream(sShadow)))
         #expect(gone.contains(.dropAnswers(job: job)))
-        #expect(gone.contains(.notify(.duelAbandoned(job: job, reason: .executorFailed(e1)))))
+        #expect(gone.contains(.notify(.duelAbandoned(job: job, reason: .requestEnded))))
         #expect(!gone.contains { if case .persistEvents = $0 { true } else { false } })
         // The shadow's late events change nothing.
         #expect(m.handle(.stream(sShadow, .finished(F.outcome("two"))), now: ms(20)).allSatisfy {
@@ -837,6 +837,15 @@ struct NodeMachineDuelRequesterTests {
         #expect(spec.job == job)
     }
 
+    @Test("a job drawn for a duel without enough judges runs single and says why")
+    func skippedWithoutJudges() {
+        var m = requester(judges: false)
+        let out = m.handle(.userRequest(r1, F.spec()), now: ms(1))
+        #expect(out.contains(.notify(.duelSkipped(job: F.job(1, 1), reason: .tooFewJudges))))
+        #expect(!out.contains { if case .notify(.duelStarted) = $0 { true } else { false } })
+        #expect(out.filter { if case .openOffer = $0 { true } else { false } }.count == 1)
+    }
+
     @Test("the second copy refused: the duel is abandoned and the job runs single")
     func refusedSecondCopy() {
         var m = requester()
@@ -851,7 +860,7 @@ struct NodeMachineDuelRequesterTests {
             .notify(.offer(.requester, .rejected(.duelTermsRefused))),
             .cancelTimer(.offer(StreamID(1))), .cancelStream(StreamID(1)),
             .cancelTimer(.duel(job)), .dropAnswers(job: job),
-            .notify(.duelAbandoned(job: job, reason: .executorFailed(e2))),
+            .notify(.duelAbandoned(job: job, reason: .refused(e2))),
         ])
         #expect(m.spendable == Credits(credits: 99))   // only the first copy's price stays reserved
     }

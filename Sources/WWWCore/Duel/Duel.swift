@@ -148,10 +148,32 @@ public struct Duel: Sendable {
     }
 }
 
+/// Why a job drawn for a duel runs single.
+public enum DuelSkipReason: String, Hashable, Sendable {
+    /// `DuelConfig.maxDuels` duels are in progress.
+    case maxDuels
+    /// Fewer than two executors for the model (or the second has no address).
+    case tooFewExecutors
+    /// Fewer than `judgesPerDuel` alive judges with stake besides the three parties.
+    case tooFewJudges
+    /// The requester cannot reserve a second price.
+    case cannotPay
+}
+
 /// Why a duel ended without a settlement (no bond moves, no fee is paid).
 public enum DuelAbandonReason: Hashable, Sendable {
-    /// An executor's copy failed, or was cancelled (the user left before it finished).
+    /// An executor's copy failed (its stream broke, or its executor errored).
     case executorFailed(NodeID)
+    /// The second copy's executor refused the offer (busy, policy, the terms).
+    case refused(NodeID)
+    /// The second copy's offer got no answer in time.
+    case offerTimedOut(NodeID)
+    /// The first executor did not take the job and the offer round went to another
+    /// candidate (the duel's panel and bonds name the first two).
+    case roundMovedOn
+    /// The user's request ended (the user left, or its deadline passed) before the copy it
+    /// read finished.
+    case requestEnded
     /// An acceptance did not match the duel or was not validly signed.
     case badAcceptance(from: NodeID)
     /// Both answers arrived but an executor never sent its acceptance.

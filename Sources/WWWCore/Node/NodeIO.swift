@@ -300,6 +300,8 @@ public enum NodeEvent: Hashable, Sendable {
     /// A duel on this requester began, was settled (the panel's majority, nil: none) or
     /// ended without a settlement.
     case duelStarted(job: JobID, first: NodeID, second: NodeID)
+    /// The job was drawn for a duel but runs single.
+    case duelSkipped(job: JobID, reason: DuelSkipReason)
     case duelSettled(job: JobID, majority: DuelChoice?, verdicts: Int)
     case duelAbandoned(job: JobID, reason: DuelAbandonReason)
     /// This judge sent its verdict, or declined a judge request.

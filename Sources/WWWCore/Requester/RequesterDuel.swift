@@ -36,16 +36,23 @@ extension NodeMachine {
     /// Decides whether the job of `id` becomes a duel (once per job, before its first
     /// offer) and starts the second copy. `order` is the stake order of executors.
     mutating func maybeStartDuel(_ id: RequestID, job: JobID, order: [NodeID], now: Instant, into out: inout [NodeDirective]) {
-        guard config.duel.runDuels, let net, duels.count < config.duel.maxDuels, duels[job] == nil, order.count >= 2 else { return }
+        guard config.duel.runDuels, let net, duels[job] == nil else { return }
         let p = net.genesis.parameters
         guard p.duelProbability > 0, prng.next() % UInt64(partsPerMillionOne) < UInt64(p.duelProbability) else { return }
+        // The draw says duel: from here on a job that runs single says why.
+        guard duels.count < config.duel.maxDuels else { return out.append(.notify(.duelSkipped(job: job, reason: .maxDuels))) }
+        guard order.count >= 2, let address = net.address(of: order[1]) else {
+            return out.append(.notify(.duelSkipped(job: job, reason: .tooFewExecutors)))
+        }
         let (e1, e2) = (order[0], order[1])
         let candidates = net.membership.alivePeers().filter(\.judging).map {
             (node: $0.node, stake: net.ledger.effectiveStake(declared: $0.stake, of: $0.node))
         }
         guard let judges = JudgePanel.select(job: job, requester: net.me, executors: e1, e2, candidates: candidates,
-                                             count: p.judgesPerDuel, crypto: net.crypto),
-              let address = net.address(of: e2), self.net!.reserveSpend() else { return }
+                                             count: p.judgesPerDuel, crypto: net.crypto) else {
+            return out.append(.notify(.duelSkipped(job: job, reason: .tooFewJudges)))
+        }
+        guard self.net!.reserveSpend() else { return out.append(.notify(.duelSkipped(job: job, reason: .cannotPay))) }
         var run = DuelRun(duel: Duel(job: job, requester: net.me, first: e1, second: e2, judges: judges,
                                      judgingTimeout: config.duel.judgingTimeout), request: id, shadowExecutor: e2)
         let s = makeStream()
@@ -71,7 +78,7 @@ extension NodeMachine {
     mutating func duelTerms(_ job: JobID, executor: NodeID, into out: inout [NodeDirective]) -> DuelTerms? {
         guard let run = duels[job], !run.duel.isOver else { return nil }
         guard executor == run.duel.first || executor == run.duel.second else {
-            abandonDuel(job, .executorFailed(run.duel.first), into: &out)
+            abandonDuel(job, .roundMovedOn, into: &out)
             return nil
         }
         return duelTerms(job, executor: executor)
@@ -98,7 +105,7 @@ extension NodeMachine {
         out.append(.cancelTimer(.offer(s)))
         guard a.accepted, let acceptance = a.duelAcceptance else {
             out.append(.notify(.offer(.requester, a.accepted ? .accepted : .rejected(a.reason ?? .policy))))
-            abandonDuel(a.job, .executorFailed(from), into: &out)
+            abandonDuel(a.job, .refused(from), into: &out)
             return true
         }
         out.append(.notify(.offer(.requester, .accepted)))
@@ -164,7 +171,7 @@ extension NodeMachine {
     mutating func shadowOfferTimedOut(_ s: StreamID, now: Instant, into out: inout [NodeDirective]) -> Bool {
         guard let job = duelStreams[s], let run = duels[job], run.shadow == s else { return false }
         out.append(.notify(.offer(.requester, .timedOut)))
-        abandonDuel(job, .executorFailed(run.shadowExecutor), into: &out)
+        abandonDuel(job, .offerTimedOut(run.shadowExecutor), into: &out)
         return true
     }
 
@@ -173,7 +180,8 @@ extension NodeMachine {
         guard let run = duels[job] else { return }
         duels[job]!.request = nil
         let userExecutor = run.shadowExecutor == run.duel.first ? run.duel.second : run.duel.first
-        if !run.firstDone && !run.duel.isOver { abandonDuel(job, .executorFailed(userExecutor), into: &out) }
+        _ = userExecutor
+        if !run.firstDone && !run.duel.isOver { abandonDuel(job, .requestEnded, into: &out) }
     }
 
     private mutating func endShadow(_ job: JobID, into out: inout [NodeDirective]) {

@@ -208,7 +208,12 @@ extension JudgeSection {
         case .none: return nil
         case .scripted: return ScriptedJudge(rule: rule)
         case .reference:
-            return ReferenceBookJudge(book: try ReferenceBook.load(path: references ?? ""), fallback: fallback)
+            let book = try ReferenceBook.load(path: references ?? "")
+            guard !book.answers.isEmpty else {
+                throw ConfigError("duel.judge.references: '\(references ?? "")' holds no question with a reference answer "
+                                  + "(expected JSON lines with \"turns\" and \"reference\", as MT-Bench's question.jsonl)")
+            }
+            return ReferenceBookJudge(book: book, fallback: fallback)
         case .llm:
             guard let entry = backend.map({ n in pool.entries.first { $0.backend.name == n } }) ?? pool.entries.first else {
                 throw ConfigError("duel.judge: no backend to judge with")

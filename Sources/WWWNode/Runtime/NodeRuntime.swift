@@ -79,6 +79,12 @@ public final class NodeRuntime: Service, @unchecked Sendable {
             duel: config.duel?.machineConfig ?? DuelConfig())
         self.judge = try config.duel?.judge.makeJudge(pool: pool)
         self.cheat = config.experiment.flatMap { $0.cheat == .none ? nil : Cheat(section: $0) }
+        if let d = config.duel {
+            var meta: Logger.Metadata = ["run_duels": "\(d.runDuels)", "judge": "\(d.judge.kind.rawValue)"]
+            if let r = judge as? ReferenceBookJudge { meta["references"] = "\(r.book.answers.count)"; meta["fallback"] = "\(r.fallback.rawValue)" }
+            if let s = judge as? ScriptedJudge { meta["rule"] = "\(s.rule.rawValue)" }
+            logger.info("duels", metadata: meta)
+        }
         if let cheat {
             logger.warning("EXPERIMENT: this node's executor answers offloaded jobs with \(cheat.section.cheat.rawValue) on purpose (experiment.cheat); never run this for real users")
         }

@@ -93,7 +93,10 @@ extension NodeRuntime {
                                                            "for_s": "\(Double((until - wallClockNow()).nanoseconds) / 1e9)"])
         case .duelStarted(let job, let first, let second):
             metrics.duel("started")
-            logger.debug("duel started", metadata: ["job": "\(job)", "first": "\(first)", "second": "\(second)"])
+            logger.info("duel started", metadata: ["job": "\(job)", "first": "\(first)", "second": "\(second)"])
+        case .duelSkipped(let job, let reason):
+            metrics.duel("skipped_" + reason.metricLabel)
+            logger.info("job drawn for a duel runs single", metadata: ["job": "\(job)", "reason": "\(reason.metricLabel)"])
         case .duelSettled(let job, let majority, let verdicts):
             metrics.duel("settled_" + (majority?.rawValue ?? "no_majority"))
             metrics.duelAbstentions((peer?.genesis.parameters.judgesPerDuel ?? verdicts) - verdicts)
@@ -138,10 +141,25 @@ extension DuelAbandonReason {
     var metricLabel: String {
         switch self {
         case .executorFailed: "executor_failed"
+        case .refused: "refused"
+        case .offerTimedOut: "offer_timed_out"
+        case .roundMovedOn: "round_moved_on"
+        case .requestEnded: "request_ended"
         case .badAcceptance: "bad_acceptance"
         case .missingAcceptance: "missing_acceptance"
         case .noVerdicts: "no_verdicts"
         case .settlementRefused: "settlement_refused"
+        }
+    }
+}
+
+extension DuelSkipReason {
+    var metricLabel: String {
+        switch self {
+        case .maxDuels: "max_duels"
+        case .tooFewExecutors: "too_few_executors"
+        case .tooFewJudges: "too_few_judges"
+        case .cannotPay: "cannot_pay"
         }
     }
 }
