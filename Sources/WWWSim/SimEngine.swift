@@ -147,6 +147,8 @@ public struct SimEngine: Sendable {
         self.maxRunning = max(1, min(capacity, profile.maxRunning))
     }
 
+    /// Requests running (prefilling or decoding).
+    public var runningCount: Int { running.count }
     /// Requests running or waiting.
     public var load: Int { running.count + waiting.count }
     /// Share of the KV cache reserved by running requests, in [0, 1].

@@ -62,16 +62,31 @@ public struct SimNodeConfig: Sendable {
     }
 }
 
-/// A scripted judge for simulations: it prefers the answer of the executor with the higher
-/// quality score (equal or unknown: a tie), in both orders; `positionBias` makes it answer
-/// "A" whatever the pair (a weak model), which `BothOrders` turns into a tie.
+/// A judge for simulations. Scripted (`quality`): it prefers the answer of the executor
+/// with the higher score (equal or unknown: a tie), in both orders; `positionBias` makes it
+/// answer "A" whatever the pair (a weak model), which `BothOrders` turns into a tie.
+/// Modelled (`strengths`, Bradley–Terry): the judge believes the first answer is better
+/// with probability s₁ / (s₁ + s₂) (one draw per pair); then each of its two calls is, with
+/// probability `noise`, a coin flip, else with probability `biasRate` "A", else its belief.
 public struct SimJudge: Hashable, Sendable {
     public var quality: [NodeID: Int]
     public var positionBias: Bool
+    /// Modelled judging: the executors' answer strengths (empty: scripted).
+    public var strengths: [NodeID: Double] = [:]
+    public var noise: Double = 0
+    public var biasRate: Double = 0
 
     public init(quality: [NodeID: Int], positionBias: Bool = false) {
         self.quality = quality
         self.positionBias = positionBias
+    }
+
+    public init(strengths: [NodeID: Double], noise: Double = 0, biasRate: Double = 0) {
+        self.quality = [:]
+        self.positionBias = false
+        self.strengths = strengths
+        self.noise = noise
+        self.biasRate = biasRate
     }
 
     /// The preferences of the (first, second) call and the (second, first) call.
@@ -81,6 +96,19 @@ public struct SimJudge: Hashable, Sendable {
         if q1 > q2 { return (.a, .b) }
         if q2 > q1 { return (.b, .a) }
         return (.tie, .tie)
+    }
+
+    /// Modelled judging with the judge's own generator.
+    public func judge(_ spec: DuelPairSpec, prng: inout SeededPRNG) -> (PairwisePreference, PairwisePreference) {
+        guard !strengths.isEmpty else { return judge(spec) }
+        let s1 = strengths[spec.first] ?? 0.5, s2 = strengths[spec.second] ?? 0.5
+        let firstBetter = prng.nextUnit() < s1 / max(s1 + s2, 1e-12)
+        func call(firstShownAs a: Bool) -> PairwisePreference {
+            if prng.bernoulli(noise) { return prng.bernoulli(0.5) ? .a : .b }
+            if prng.bernoulli(biasRate) { return .a }
+            return firstBetter == a ? .a : .b
+        }
+        return (call(firstShownAs: true), call(firstShownAs: false))
     }
 }
 
@@ -145,6 +173,8 @@ public struct SimNode: SimulatedProcess {
     public private(set) var counters = SimNodeCounters()
     private var timers: [NodeTimer: Instant] = [:]
     private var engines: [String: SimEngine] = [:]
+    /// The modelled judge's draws (seeded from the node's index).
+    private var judgePRNG: SeededPRNG
     /// The KV-cache use last told to the machine, per backend.
     private var reportedKV: [String: Double] = [:]
     /// The backend each running local stream is on.
@@ -165,6 +195,7 @@ public struct SimNode: SimulatedProcess {
                 seed: UInt64) {
         self.index = index
         self.address = SimAddress.of(index)
+        self.judgePRNG = SeededPRNG(seed: seed ^ 0x4A55_4447)
         self.config = config
         var store = restored ?? SimNodeStore()
         store.incarnation += restored == nil ? 0 : 1
@@ -182,6 +213,8 @@ public struct SimNode: SimulatedProcess {
     public var nodeID: NodeID { machine.nodeID! }
     public var membership: Membership { machine.membership! }
     public var ledger: Ledger { machine.ledger! }
+    /// Requests running on this node's engines now (not those waiting).
+    public var runningOnEngines: Int { engines.values.reduce(0) { $0 + $1.runningCount } }
 
     // MARK: SimulatedProcess
 
@@ -384,7 +417,8 @@ public struct SimNode: SimulatedProcess {
                 out.append(SimSend(to: address, message: .peer(.judgeRequest(spec), from: nodeID)))
             }
         case .runJudgement(let spec):
-            let (o, w) = config.judge.map { $0.judge(spec) } ?? (nil, nil)
+            var o: PairwisePreference?, w: PairwisePreference?
+            if let j = config.judge { (o, w) = j.judge(spec, prng: &judgePRNG) }
             followUps.append(.judgement(job: spec.job, original: o, swapped: w))
         }
     }

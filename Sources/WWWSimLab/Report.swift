@@ -57,6 +57,42 @@ public struct ScenarioReport {
         return out
     }
 
+    /// Per mode and node: requests executed, mean running requests, and (wwwserve) the
+    /// final balance and duel record.
+    public var nodesCSV: String {
+        var out = "mode,node,profile,stake,accept_frequency,offload_frequency,executed,mean_running,balance,duel_wins,duel_losses,duel_ties,win_rate\n"
+        for r in runs {
+            var executed = [Int](repeating: 0, count: nodes.count)
+            for x in r.records where x.ok { if let e = x.executor, e >= 0 { executed[e] += 1 } }
+            for n in nodes {
+                let d = r.duelRecords.indices.contains(n.index) ? r.duelRecords[n.index] : nil
+                let cells = [r.mode.rawValue, n.name, n.group.profile, Self.f(n.group.policy.stake, 1), Self.f(n.group.policy.acceptFrequency, 2),
+                             Self.f(n.group.policy.offloadFrequency, 2), String(executed[n.index]),
+                             r.meanRunning.indices.contains(n.index) ? Self.f(r.meanRunning[n.index]) : "",
+                             r.balances.indices.contains(n.index) ? Self.f(r.balances[n.index], 2) : "",
+                             d.map { String($0.wins) } ?? "", d.map { String($0.losses) } ?? "", d.map { String($0.ties) } ?? "",
+                             d?.winRate.map { Self.f($0) } ?? ""]
+                out += cells.joined(separator: ",") + "\n"
+            }
+        }
+        return out
+    }
+
+    /// wwwserve: every node's balance over time (node 0's ledger view).
+    public var creditsCSV: String {
+        var out = "t_s,node,balance\n"
+        for r in runs where r.mode == .wwwserve {
+            for (t, bs) in r.balanceSeries { for n in nodes { out += "\(Self.f(t, 1)),\(n.name),\(Self.f(bs[n.index], 2))\n" } }
+        }
+        return out
+    }
+
+    public var creditsSVG: String? {
+        guard let r = runs.first(where: { $0.mode == .wwwserve }), !r.balanceSeries.isEmpty else { return nil }
+        return SVGPlot(title: "\(scenario.name): balance over time (wwwserve)", xLabel: "seconds after the workload's start",
+                       yLabel: "credits", series: nodes.map { n in (n.name, r.balanceSeries.map { ($0.0, $0.1[n.index]) }) }).render()
+    }
+
     // MARK: SVG
 
     public var sloSVG: String {
@@ -100,14 +136,34 @@ public struct ScenarioReport {
             for r in w.records where r.ok { per[r.executor.flatMap { $0 >= 0 ? nodes[$0].name : nil } ?? "?", default: 0] += 1 }
             md += per.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ".\n"
         }
+        md += "\nPer node (nodes.csv):\n\n| node | profile | stake | accept | " + runs.map { "executed (\($0.mode.rawValue))" }.joined(separator: " | ")
+            + " | mean running (wwwserve) | balance | duel W/L/T | win rate |\n|---|---|---|---|" + runs.map { _ in "---|" }.joined() + "---|---|---|---|\n"
+        var executed: [[Int]] = []
+        for r in runs {
+            var e = [Int](repeating: 0, count: nodes.count)
+            for x in r.records where x.ok { if let i = x.executor, i >= 0 { e[i] += 1 } }
+            executed.append(e)
+        }
+        let w = runs.first { $0.mode == .wwwserve }
+        for n in nodes {
+            let d = w.flatMap { $0.duelRecords.indices.contains(n.index) ? $0.duelRecords[n.index] : nil }
+            md += "| \(n.name) | `\(n.group.profile)` | \(Self.f(n.group.policy.stake, 0)) | \(Self.f(n.group.policy.acceptFrequency, 2)) | "
+                + executed.map { String($0[n.index]) }.joined(separator: " | ")
+                + " | \(w.flatMap { $0.meanRunning.indices.contains(n.index) ? Self.f($0.meanRunning[n.index], 2) : nil } ?? "-")"
+                + " | \(w.flatMap { $0.balances.indices.contains(n.index) ? Self.f($0.balances[n.index], 1) : nil } ?? "-")"
+                + " | \(d.map { "\($0.wins)/\($0.losses)/\($0.ties)" } ?? "-") | \(d?.winRate.map { Self.f($0, 2) } ?? "-") |\n"
+        }
         md += "\n![SLO attainment](slo.svg)\n"
+        if creditsSVG != nil { md += "\n![Balances](credits.svg)\n" }
         return md
     }
 
     /// Writes requests.csv, slo.csv, slo.svg and report.md into `directory`.
     public func write(to directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        for (name, text) in [("requests.csv", requestsCSV), ("slo.csv", sloCSV), ("slo.svg", sloSVG), ("report.md", markdown)] {
+        var files = [("requests.csv", requestsCSV), ("slo.csv", sloCSV), ("slo.svg", sloSVG), ("nodes.csv", nodesCSV), ("report.md", markdown)]
+        if let c = creditsSVG { files += [("credits.csv", creditsCSV), ("credits.svg", c)] }
+        for (name, text) in files {
             try text.write(toFile: (directory as NSString).appendingPathComponent(name), atomically: true, encoding: .utf8)
         }
     }

@@ -30,6 +30,12 @@ public struct ModeRun: Sendable {
     /// every node's ledger held Σ balances = Σ grants at the end.
     public var balances: [Double] = []
     public var conservation = true
+    /// Per node: mean requests running on its engine over the workload's duration
+    /// (sampled each second), and its duel record (wwwserve with duels).
+    public var meanRunning: [Double] = []
+    public var duelRecords: [DuelRecord?] = []
+    /// wwwserve: (seconds after the workload's start, every node's balance) samples.
+    public var balanceSeries: [(Double, [Double])] = []
     /// Simulator cost: events processed and wall seconds.
     public var events = 0
     public var wallSeconds = 0.0
@@ -41,15 +47,25 @@ public struct ScenarioRunner {
     public let book: ProfileBook
     public let arrivals: [Arrival]
     public let nodes: [ScenarioNode]
-    let profiles: [SimEngineProfile]
+    /// Per node: its engine's profile (quality overridden where the scenario says), nil
+    /// for a node without an engine.
+    let profiles: [SimEngineProfile?]
 
     public init(scenario: Scenario, book: ProfileBook, arrivals: [Arrival]) throws {
         self.scenario = scenario
         self.book = book
         self.arrivals = arrivals
         self.nodes = scenario.expandedNodes
-        self.profiles = try nodes.map { try book.profile($0.group.profile) }
+        self.profiles = try nodes.map { n in
+            guard n.group.profile != "none" else { return nil }
+            var p = try book.profile(n.group.profile)
+            if let q = n.group.quality { p.quality = q }
+            return p
+        }
     }
+
+    /// Sample instants (seconds after the workload's start) of the running-requests mean.
+    var runningSamples: [Double] { stride(from: 0.5, to: scenario.durationS, by: 1).map { $0 } }
 
     public func run(_ mode: Scenario.Mode, progress: ((Double) -> Void)? = nil) -> ModeRun {
         let clock = ContinuousClock.now
@@ -69,29 +85,32 @@ public struct ScenarioRunner {
     /// or KV use if higher) at arrival, ties to the lower index; a request sent to another
     /// node pays the network's mean one-way delay there and back.
     func runFlat(_ mode: Scenario.Mode, progress: ((Double) -> Void)?) -> ModeRun {
-        var engines = nodes.indices.map { SimEngine(profile: profiles[$0], capacity: nodes[$0].group.capacity) }
+        var engines: [SimEngine?] = nodes.indices.map { i in profiles[i].map { SimEngine(profile: $0, capacity: nodes[i].group.capacity) } }
         let delay = (scenario.network.minDelayMs + scenario.network.maxDelayMs) / 2 / 1000
         let timeout = scenario.requestTimeoutS
         var records = arrivals.map {
             RequestRecord(mode: mode, index: $0.index, node: $0.node, arrival: $0.at, promptTokens: $0.job.promptTokens,
                           outputTokens: $0.job.outputTokens)
         }
+        let samples = runningSamples
+        var running = [Double](repeating: 0, count: nodes.count)
         var placedOn: [Int: (engine: Int, extra: Double)] = [:]
-        var next = 0, deadlineCursor = 0, events = 0
+        var next = 0, deadlineCursor = 0, sampleCursor = 0, events = 0
         func at(_ t: Double) -> Instant { Instant(nanoseconds: Int64((t * 1e9).rounded())) }
         func seconds(_ i: Instant) -> Double { Double(i.nanoseconds) / 1e9 }
         while events < 100_000_000 {
             events += 1
-            let tArrival = next < arrivals.count ? arrivals[next].at + (mode == .single ? 0 : 0) : Double.infinity
+            let tArrival = next < arrivals.count ? arrivals[next].at : Double.infinity
             let tDeadline = deadlineCursor < arrivals.count ? arrivals[deadlineCursor].at + timeout : Double.infinity
+            let tSample = sampleCursor < samples.count ? samples[sampleCursor] : Double.infinity
             var tEngine = Double.infinity, which = -1
             for (i, e) in engines.enumerated() {
-                if let n = e.nextEvent.map(seconds), n < tEngine { tEngine = n; which = i }
+                if let n = e?.nextEvent.map(seconds), n < tEngine { tEngine = n; which = i }
             }
-            let t = min(tArrival, tDeadline, tEngine)
+            let t = min(tArrival, tDeadline, tEngine, tSample)
             guard t.isFinite else { break }
             if tEngine <= t, which >= 0 {
-                for (s, ev) in engines[which].due(now: at(tEngine)) {
+                for (s, ev) in engines[which]!.due(now: at(tEngine)) {
                     let idx = Int(s.raw) - 1
                     guard let p = placedOn[idx], records[idx].failure == nil, records[idx].latency == nil else { continue }
                     switch ev {
@@ -103,30 +122,40 @@ public struct ScenarioRunner {
                     case .failed(let f): records[idx].failure = "\(f)"
                     }
                 }
+            } else if tSample <= t {
+                sampleCursor += 1
+                for i in engines.indices { running[i] += Double(engines[i]?.runningCount ?? 0) }
             } else if tDeadline <= t {
                 let idx = deadlineCursor
                 deadlineCursor += 1
                 if records[idx].latency == nil, records[idx].failure == nil {
                     records[idx].failure = "deadlineExceeded"
-                    if let p = placedOn.removeValue(forKey: idx) { engines[p.engine].cancel(StreamID(UInt64(idx + 1)), now: at(t)) }
+                    if let p = placedOn.removeValue(forKey: idx) { engines[p.engine]!.cancel(StreamID(UInt64(idx + 1)), now: at(t)) }
                 }
             } else {
                 let a = arrivals[next]
                 next += 1
-                let target = mode == .single ? a.node : leastLoaded(for: nodes[a.node].group.model, engines: engines)
+                let target = mode == .single ? (engines[a.node] == nil ? -1 : a.node) : leastLoaded(for: nodes[a.node].group.model, engines: engines)
+                guard target >= 0 else {
+                    records[a.index].failure = "noEngine"
+                    continue
+                }
                 let extra = target == a.node ? 0 : delay
                 placedOn[a.index] = (target, extra)
-                engines[target].start(StreamID(UInt64(a.index + 1)), a.job, now: at(a.at + extra))
+                engines[target]!.start(StreamID(UInt64(a.index + 1)), a.job, now: at(a.at + extra))
                 if next % 1024 == 0 { progress?(Double(next) / Double(max(1, arrivals.count))) }
             }
         }
-        return ModeRun(mode: mode, records: records, events: events)
+        var r = ModeRun(mode: mode, records: records, events: events)
+        r.meanRunning = running.map { $0 / Double(max(1, samples.count)) }
+        return r
     }
 
-    private func leastLoaded(for model: String, engines: [SimEngine]) -> Int {
+    private func leastLoaded(for model: String, engines: [SimEngine?]) -> Int {
         var best = -1, bestLoad = Double.infinity
         for (i, n) in nodes.enumerated() where n.group.model == model {
-            let u = max(Double(engines[i].load) / Double(max(1, engines[i].maxRunning)), engines[i].kvUsage)
+            guard let e = engines[i] else { continue }
+            let u = max(Double(e.load) / Double(max(1, e.maxRunning)), e.kvUsage)
             if u < bestLoad { best = i; bestLoad = u }
         }
         return best
@@ -134,23 +163,45 @@ public struct ScenarioRunner {
 
     // MARK: wwwserve: the product's node machines
 
-    /// The scenario's genesis: 1,000 credits to every node, price 1 credit, no duels.
+    /// The scenario's genesis: each node's `grant` (1,000 credits by default), price 1
+    /// credit, the scenario's duel probability and panel size (defaults for bonds and fees).
     var genesis: Genesis {
         var g = [NodeID: Credits]()
-        for n in nodes { g[SimSigner(index: n.index).nodeID] = Credits(credits: 1000) }
-        return Genesis(networkID: "sim-\(scenario.name)", parameters: GenesisParameters(duelProbability: 0), grants: g,
-                       seeds: [SimAddress.of(0)])
+        for n in nodes { g[SimSigner(index: n.index).nodeID] = Credits(micro: Int64((n.group.grant * 1e6).rounded())) }
+        var p = GenesisParameters(duelProbability: 0)
+        if let d = scenario.duels {
+            p.duelProbability = PartsPerMillion((d.probability * 1e6).rounded())
+            p.judgesPerDuel = d.judgesPerDuel
+        }
+        return Genesis(networkID: "sim-\(scenario.name)", parameters: p, grants: g, seeds: [SimAddress.of(0)])
     }
 
     func nodeConfig(_ n: ScenarioNode) -> SimNodeConfig {
         let p = n.group.policy
         let policy = SchedulingPolicy(offloadFrequency: p.offloadFrequency, acceptFrequency: p.acceptFrequency, loadTarget: p.loadTarget)
-        var c = SimNodeConfig.provider(model: n.group.model, capacity: n.group.capacity,
-                                       stake: Credits(micro: Int64((p.stake * 1e6).rounded())), policy: policy)
-        c.engine = profiles[n.index]
+        let stake = Credits(micro: Int64((p.stake * 1e6).rounded()))
+        var c: SimNodeConfig
+        if let profile = profiles[n.index] {
+            c = SimNodeConfig.provider(model: n.group.model, capacity: n.group.capacity, stake: stake, policy: policy)
+            c.engine = profile
+        } else {
+            c = SimNodeConfig.requester(policy: policy)
+            c.declaredStake = stake
+        }
         c.period = .milliseconds(Int64(scenario.gossipPeriodMs))
         c.machine.queueTimeout = .milliseconds(Int64(scenario.requestTimeoutS * 1000))
+        if let d = scenario.duels {
+            c.machine.duel = DuelConfig(runDuels: true, judge: n.group.judge, judgingTimeout: .seconds(30))
+            if n.group.judge { c.judge = SimJudge(strengths: strengths, noise: d.noise, biasRate: d.positionBias) }
+        }
         return c
+    }
+
+    /// Every executor's answer strength (its profile's quality), for the modelled judges.
+    var strengths: [NodeID: Double] {
+        var out: [NodeID: Double] = [:]
+        for n in nodes { if let p = profiles[n.index] { out[SimSigner(index: n.index).nodeID] = p.quality } }
+        return out
     }
 
     func runNetwork(progress: ((Double) -> Void)?) -> ModeRun {
@@ -168,14 +219,36 @@ public struct ScenarioRunner {
                         after: .milliseconds(Int64(n.index % 1000) * 3))
         }
         let start = sim.now + .nanoseconds(Int64(scenario.warmupS * 1e9))
+        func instant(_ t: Double) -> Instant { start + .nanoseconds(Int64((t * 1e9).rounded())) }
+        let end = (arrivals.last?.at ?? 0) + scenario.requestTimeoutS + 5
+        let runSamples = runningSamples
+        let balanceSamples = stride(from: 0, through: end, by: scenario.samplePeriodS).map { $0 }
+        var running = [Double](repeating: 0, count: nodes.count)
+        var series: [(Double, [Double])] = []
         var ids: [Int: RequestID] = [:]
-        for (k, a) in arrivals.enumerated() {
-            sim.run(until: start + .nanoseconds(Int64((a.at * 1e9).rounded())))
-            ids[a.index] = sim.submit(at: a.node, model: nodes[a.node].group.model, job: a.job,
-                                      timeout: .nanoseconds(Int64(scenario.requestTimeoutS * 1e9)))
-            if k % 256 == 0 { progress?(Double(k) / Double(max(1, arrivals.count))) }
+        var (ai, ri, bi) = (0, 0, 0)
+        while ai < arrivals.count || ri < runSamples.count || bi < balanceSamples.count {
+            let ta = ai < arrivals.count ? arrivals[ai].at : .infinity
+            let tr = ri < runSamples.count ? runSamples[ri] : .infinity
+            let tb = bi < balanceSamples.count ? balanceSamples[bi] : .infinity
+            let t = min(ta, tr, tb)
+            sim.run(until: instant(t))
+            if ta == t {
+                let a = arrivals[ai]
+                ai += 1
+                ids[a.index] = sim.submit(at: a.node, model: nodes[a.node].group.model, job: a.job,
+                                          timeout: .nanoseconds(Int64(scenario.requestTimeoutS * 1e9)))
+                if ai % 256 == 0 { progress?(Double(ai) / Double(max(1, arrivals.count))) }
+            } else if tr == t {
+                ri += 1
+                for i in nodes.indices where sim.nodes[i].up { running[i] += Double(sim.nodes[i].process.runningOnEngines) }
+            } else {
+                bi += 1
+                let l = sim.nodes[0].process.ledger
+                series.append((t, nodes.map { Double(l.balance(of: SimSigner(index: $0.index).nodeID).micro) / 1e6 }))
+            }
         }
-        sim.run(until: start + .nanoseconds(Int64(((arrivals.last?.at ?? 0) + scenario.requestTimeoutS + 5) * 1e9)))
+        sim.run(until: instant(end))
         var records: [RequestRecord] = []
         for a in arrivals {
             var r = RequestRecord(mode: .wwwserve, index: a.index, node: a.node, arrival: a.at, promptTokens: a.job.promptTokens,
@@ -194,7 +267,11 @@ public struct ScenarioRunner {
         let l0 = sim.nodes[0].process.ledger
         let balances = nodes.map { Double(l0.balance(of: SimSigner(index: $0.index).nodeID).micro) / 1e6 }
         let conserved = sim.nodes.allSatisfy { $0.process.ledger.totalBalance == g.totalSupply }
-        return ModeRun(mode: .wwwserve, records: records, balances: balances, conservation: conserved, events: sim.eventsProcessed)
+        var r = ModeRun(mode: .wwwserve, records: records, balances: balances, conservation: conserved, events: sim.eventsProcessed)
+        r.meanRunning = running.map { $0 / Double(max(1, runSamples.count)) }
+        r.balanceSeries = series
+        r.duelRecords = nodes.map { l0.duelRecords[SimSigner(index: $0.index).nodeID] }
+        return r
     }
 }
 

@@ -39,7 +39,34 @@ public struct Scenario: Codable, Sendable, Equatable {
     public var warmupS: Double = 10
     public var gossipPeriodMs: Int = 1000
     public var network: NetworkModel = NetworkModel()
+    /// Duels (wwwserve mode): every node duels its offloaded jobs, judges judge with the
+    /// modelled judge (`SimJudge`, Bradley–Terry over the profiles' `quality`). nil: none.
+    public var duels: Duels?
+    /// Seconds between samples of every node's balance (wwwserve) for credits.csv.
+    public var samplePeriodS: Double = 10
     public var nodes: [NodeGroup]
+
+    public struct Duels: Codable, Sendable, Equatable {
+        public var probability: Double = 0.1
+        public var judgesPerDuel: Int = 3
+        /// Chance that one judge call is a coin flip; that it answers "A" whatever the pair.
+        public var noise: Double = 0
+        public var positionBias: Double = 0
+        public init() {}
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case probability, judgesPerDuel = "judges_per_duel", noise, positionBias = "position_bias"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            try rejectUnknown(decoder, CodingKeys.self, in: "duels")
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            probability = try c.decodeIfPresent(Double.self, forKey: .probability) ?? 0.1
+            judgesPerDuel = try c.decodeIfPresent(Int.self, forKey: .judgesPerDuel) ?? 3
+            noise = try c.decodeIfPresent(Double.self, forKey: .noise) ?? 0
+            positionBias = try c.decodeIfPresent(Double.self, forKey: .positionBias) ?? 0
+        }
+    }
 
     public enum Mode: String, Codable, Sendable, CaseIterable {
         /// Each node serves only its own users.
@@ -153,14 +180,21 @@ public struct Scenario: Codable, Sendable, Equatable {
     public struct NodeGroup: Codable, Sendable, Equatable {
         public var name: String
         public var count: Int = 1
+        /// An engine profile, or "none": a node without an engine (a pure requester, a judge).
         public var profile: String
+        /// Overrides the profile's answer quality (e.g. 0.01 for a junk responder).
+        public var quality: Double?
+        /// Judges duels (with `duels`) [true].
+        public var judge: Bool = true
+        /// Genesis grant of each node of the group, credits [1000].
+        public var grant: Double = 1000
         /// The model name users ask for; nodes that share it can offload to each other.
         public var model: String = "qwen3"
         public var capacity: Int = 32
         public var policy: Policy = Policy()
         public var workload: Workload = Workload()
 
-        enum CodingKeys: String, CodingKey, CaseIterable { case name, count, profile, model, capacity, policy, workload }
+        enum CodingKeys: String, CodingKey, CaseIterable { case name, count, profile, quality, judge, grant, model, capacity, policy, workload }
 
         public init(from decoder: any Decoder) throws {
             try rejectUnknown(decoder, CodingKeys.self, in: "nodes[]")
@@ -168,6 +202,9 @@ public struct Scenario: Codable, Sendable, Equatable {
             name = try c.decode(String.self, forKey: .name)
             count = try c.decodeIfPresent(Int.self, forKey: .count) ?? 1
             profile = try c.decode(String.self, forKey: .profile)
+            quality = try c.decodeIfPresent(Double.self, forKey: .quality)
+            judge = try c.decodeIfPresent(Bool.self, forKey: .judge) ?? true
+            grant = try c.decodeIfPresent(Double.self, forKey: .grant) ?? 1000
             model = try c.decodeIfPresent(String.self, forKey: .model) ?? "qwen3"
             capacity = try c.decodeIfPresent(Int.self, forKey: .capacity) ?? 32
             policy = try c.decodeIfPresent(Policy.self, forKey: .policy) ?? Policy()
@@ -178,7 +215,7 @@ public struct Scenario: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, description, seed, durationS = "duration_s", requestTimeoutS = "request_timeout_s"
         case sloThresholdsS = "slo_thresholds_s", modes, lengths, warmupS = "warmup_s", gossipPeriodMs = "gossip_period_ms"
-        case network, nodes
+        case network, duels, samplePeriodS = "sample_period_s", nodes
     }
 
     public init(from decoder: any Decoder) throws {
@@ -195,6 +232,8 @@ public struct Scenario: Codable, Sendable, Equatable {
         warmupS = try c.decodeIfPresent(Double.self, forKey: .warmupS) ?? 10
         gossipPeriodMs = try c.decodeIfPresent(Int.self, forKey: .gossipPeriodMs) ?? 1000
         network = try c.decodeIfPresent(NetworkModel.self, forKey: .network) ?? NetworkModel()
+        duels = try c.decodeIfPresent(Duels.self, forKey: .duels)
+        samplePeriodS = try c.decodeIfPresent(Double.self, forKey: .samplePeriodS) ?? 10
         nodes = try c.decode([NodeGroup].self, forKey: .nodes)
     }
 
@@ -241,12 +280,21 @@ public struct Scenario: Codable, Sendable, Equatable {
             out.append("warmup_s must be in 0...3600 and gossip_period_ms in 50...60000")
         }
         if nodes.isEmpty { out.append("nodes must not be empty") }
+        if !(samplePeriodS >= 0.1 && samplePeriodS <= 3600) { out.append("sample_period_s must be in 0.1...3600") }
+        if let d = duels {
+            if !(0...1).contains(d.probability) || !(1...64).contains(d.judgesPerDuel) || !(0...1).contains(d.noise)
+                || !(0...1).contains(d.positionBias) {
+                out.append("duels: probability, noise and position_bias in [0, 1], judges_per_duel in 1...64")
+            }
+        }
         let total = nodes.reduce(0) { $0 + max(0, $1.count) }
         if total > 20_000 { out.append("at most 20000 nodes") }
         for (i, n) in nodes.enumerated() {
             let p = "nodes[\(i)] (\(n.name))"
             if n.count < 1 { out.append("\(p): count must be at least 1") }
             if n.capacity < 1 { out.append("\(p): capacity must be at least 1") }
+            if let q = n.quality, !(q > 0 && q <= 1) { out.append("\(p): quality must be in (0, 1]") }
+            if !(n.grant >= 0 && n.grant <= 1e9) { out.append("\(p): grant must be in 0...1e9 credits") }
             let pol = n.policy
             if ![pol.offloadFrequency, pol.acceptFrequency].allSatisfy({ (0...1).contains($0) }) || !(pol.loadTarget > 0) || !(pol.stake >= 0) {
                 out.append("\(p): policy frequencies in [0, 1], load_target > 0, stake ≥ 0")
