@@ -320,6 +320,9 @@ public struct NodeConfig: Codable, Sendable, Equatable {
                 throw ConfigError("network.gossip_period_ms and network.peer_timeout_ms must be at least 50")
             }
         }
+        if let e = experiment, e.cheat != .none, network == nil {
+            throw ConfigError("experiment.cheat needs a network section (it spoils answers to offloaded jobs only)")
+        }
         if let d = duel {
             guard network != nil else { throw ConfigError("duel needs a network section (duels and judging are between nodes)") }
             try d.validate(backends: backends)

@@ -785,7 +785,8 @@ struct NodeMachineDuelRequesterTests {
         let last = m.handle(.stream(sFirst, .finished(F.outcome("one"))), now: ms(30))
         guard case .requestJudgements(let spec, _)? = last.first else { Issue.record("expected judge requests: \(last)"); return }
         #expect(spec.first == e1 && spec.second == e2 && spec.firstResponseHash == F.outcome("one").responseHash)
-        #expect(m.spendable == Credits(credits: 100))   // both prices released (receipts are not in yet)
+        // Both prices released (receipts are not in yet); the three judges' fees stay reserved until the settlement.
+        #expect(m.spendable == Credits(micro: 99_400_000))
     }
 
     /// Starts a duel job and has both executors accept: (job, first, second, user stream, shadow stream).
@@ -837,6 +838,18 @@ struct NodeMachineDuelRequesterTests {
         #expect(spec.job == job)
     }
 
+    @Test("an accepted copy that fails moves no bond, and its executor gets no job from this requester for a while")
+    func failedCopyCoolsDown() {
+        var m = requester()
+        guard let (job, _, e2, _, sShadow) = acceptedDuel(&m) else { Issue.record("no duel"); return }
+        let out = m.handle(.stream(sShadow, .failed(.connectionLost)), now: ms(20))
+        let until = ms(20) + .seconds(300)
+        #expect(Array(out.prefix(2)) == [.setTimer(.cooldown(.peer(e2), model: "m"), at: until),
+                                         .notify(.coolingDown(.peer(e2), model: "m", status: 0, until: until))])
+        #expect(out.contains(.notify(.duelAbandoned(job: job, reason: .executorFailed(e2)))))
+        #expect(!out.contains { if case .persistEvents = $0 { true } else { false } })
+    }
+
     @Test("a job drawn for a duel without enough judges runs single and says why")
     func skippedWithoutJudges() {
         var m = requester(judges: false)
@@ -863,5 +876,67 @@ struct NodeMachineDuelRequesterTests {
             .notify(.duelAbandoned(job: job, reason: .refused(e2))),
         ])
         #expect(m.spendable == Credits(credits: 99))   // only the first copy's price stays reserved
+    }
+}
+
+@Suite("NodeMachine: a judge's side, directive by directive")
+struct NodeMachineJudgeTests {
+    /// Judge 4 (stake 10) knowing requester 1, executors 2 and 3, judges 5 and 6.
+    private func judge(perRequester: Int = 8) -> NodeMachine {
+        var g = [NodeID: Credits]()
+        for n: UInt8 in 1...6 { g[F.id(n)] = Credits(credits: 100) }
+        let genesis = Genesis(networkID: "test", parameters: GenesisParameters(duelProbability: 1_000_000), grants: g)
+        let setup = NetworkSetup(genesis: genesis, signer: F.signer(4), crypto: F.crypto, address: F.addr(4), seeds: [],
+                                 declaredStake: Credits(credits: 10))
+        var m = NodeMachine(config: NodeMachineConfig(policy: F.policy(), duel: DuelConfig(judge: true, maxJudgeTasksPerRequester: perRequester)),
+                            network: setup, seed: 1)
+        _ = m.handle(.start, now: t0)
+        _ = F.learn(&m, [F.record(1, models: []), F.record(2), F.record(3)]
+                    + [5, 6].map { F.record($0, models: [], accepting: false, judging: true) })
+        return m
+    }
+
+    private func spec(seq: UInt64 = 1, requester: UInt8 = 1, judges: [NodeID]? = nil) -> DuelPairSpec {
+        let job = F.job(requester, seq), h1 = F.outcome("one").responseHash, h2 = F.outcome("two").responseHash
+        return DuelPairSpec(job: job, requester: F.id(requester), first: F.id(2), second: F.id(3), firstResponseHash: h1,
+                            secondResponseHash: h2,
+                            pairHash: DuelPair.hash(job: job, first: F.id(2), firstResponse: h1, second: F.id(3), secondResponse: h2, crypto: F.crypto),
+                            judges: judges ?? [4, 5, 6].map(F.id).sorted())
+    }
+
+    private func ask(_ m: inout NodeMachine, _ s: DuelPairSpec, from: UInt8 = 1, at: Instant = ms(10)) -> [NodeDirective] {
+        m.handle(.peerMessage(.judgeRequest(s), from: F.id(from), fromAddress: F.addr(from)), now: at)
+    }
+
+    @Test("a request from the duel's requester is judged once; the signed verdict goes back to it")
+    func judgedOnce() {
+        var m = judge()
+        let s = spec()
+        #expect(ask(&m, s) == [.runJudgement(s), .setTimer(.judgeTask(s.job), at: ms(10) + .seconds(120))])
+        let done = m.handle(.judgement(job: s.job, original: .a, swapped: .b), now: ms(20))
+        let v = JudgeDuty.verdict(s, original: .a, swapped: .b, stakeAtRisk: Credits(credits: 10), signer: F.signer(4))
+        #expect(done == [.cancelTimer(.judgeTask(s.job)), .send(.judgeVerdict(v), to: F.id(1), address: F.addr(1)),
+                         .notify(.verdictSent(job: s.job, choice: .first))])
+        // The same pair again, after it was judged: declined, nothing signed twice.
+        #expect(ask(&m, s, at: ms(30)) == [.notify(.judgeRequestDeclined(job: s.job, reason: .duplicate))])
+    }
+
+    @Test("strangers and made-up panel members get no verdict")
+    func unknownParties() {
+        var m = judge()
+        let padded = spec(judges: [F.id(4), F.id(5), F.id(77)].sorted())
+        #expect(ask(&m, padded) == [.notify(.judgeRequestDeclined(job: padded.job, reason: .unknownParty))])
+        let stranger = spec(requester: 88)
+        #expect(ask(&m, stranger, from: 88) == [.notify(.judgeRequestDeclined(job: stranger.job, reason: .unknownParty))])
+    }
+
+    @Test("at most maxJudgeTasksPerRequester tasks for one requester at once")
+    func perRequesterCap() {
+        var m = judge(perRequester: 1)
+        let a = spec(seq: 1), b = spec(seq: 2)
+        #expect(ask(&m, a).first == .runJudgement(a))
+        #expect(ask(&m, b) == [.notify(.judgeRequestDeclined(job: b.job, reason: .busy))])
+        _ = m.handle(.judgement(job: a.job, original: nil, swapped: nil), now: ms(20))   // abstains: the slot frees
+        #expect(ask(&m, spec(seq: 3), at: ms(30)).first == .runJudgement(spec(seq: 3)))
     }
 }

@@ -173,7 +173,7 @@ struct JudgeRouteTests {
         return ByteBuffer(data: try JSONEncoder().encode(env))
     }
 
-    @Test("a judge checks the texts against the hashes, judges, and sends a signed verdict")
+    @Test("a judge checks the texts against the hashes, and declines duels between parties it does not know")
     func judges() async throws {
         let f = try NetworkFixture()
         let (app, metrics) = try judgingApp(f)
@@ -191,10 +191,13 @@ struct JudgeRouteTests {
         var text = ""
         for _ in 0..<100 {
             text = String(decoding: metrics.render(), as: UTF8.self)
-            if text.contains(#"wwwserve_judge_verdicts_total{outcome="first"} 1"#) { break }
+            if text.contains(#"wwwserve_judge_verdicts_total{outcome="declined_unknownParty"} 1"#) { break }
             try await Task.sleep(for: .milliseconds(20))
         }
-        #expect(text.contains(#"wwwserve_judge_verdicts_total{outcome="first"} 1"#))
+        // The fixture's peer and the executors are in the genesis but not live members of this
+        // judge's view: it signs no verdict for them (a stranger cannot borrow its stake).
+        #expect(text.contains(#"wwwserve_judge_verdicts_total{outcome="declined_unknownParty"} 1"#))
+        #expect(!text.contains(#"outcome="first""#))
         #expect(text.contains(#"wwwserve_peer_messages_total{kind="judgeRequest",outcome="rejected_hash_mismatch"} 1"#))
         #expect(text.contains(#"wwwserve_peer_messages_total{kind="judgeRequest",outcome="rejected_malformed"} 1"#))
     }

@@ -126,6 +126,9 @@ public struct Duel: Sendable {
         return settle(signer: signer, fee: fee)
     }
 
+    /// Whether `executor` signed its acceptance of this duel.
+    public func hasAccepted(_ executor: NodeID) -> Bool { acceptances[executor] != nil }
+
     /// The verdicts kept so far, ascending by judge.
     public var collectedVerdicts: [Signed<JudgeVerdict>] { verdicts.keys.sorted().map { verdicts[$0]! } }
 
@@ -264,7 +267,13 @@ public enum JudgeDuty {
     /// Why a judge declines a request.
     public enum Refusal: String, Hashable, Sendable {
         case notOnPanel, partyToTheDuel, badPanel, badHashes
-        /// This judge has `maxJudgeTasks` running.
+        /// The requester, an executor or a panel member is not a live member in this
+        /// judge's view (a stranger, or a panel padded with made-up ids).
+        case unknownParty
+        /// This judge already judged (or is judging) this job.
+        case duplicate
+        /// This judge has `maxJudgeTasks` running, or `maxJudgeTasksPerRequester` for this
+        /// requester.
         case busy
         /// The task was not done within `judgeTaskTimeout`.
         case timedOut

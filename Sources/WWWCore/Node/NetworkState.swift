@@ -140,14 +140,16 @@ struct NetworkState: Sendable {
 
     // MARK: Requester bookkeeping
 
-    mutating func reserveSpend() -> Bool {
-        guard spendable >= price else { return false }
-        pendingSpend = pendingSpend + price
+    /// Reserves `amount` (default: one job's price) of the spendable balance.
+    mutating func reserveSpend(_ amount: Credits? = nil) -> Bool {
+        let amount = amount ?? price
+        guard spendable >= amount else { return false }
+        pendingSpend = pendingSpend + amount
         return true
     }
 
-    mutating func releaseSpend() {
-        pendingSpend = pendingSpend - price
+    mutating func releaseSpend(_ amount: Credits? = nil) {
+        pendingSpend = pendingSpend - (amount ?? price)
         assert(pendingSpend >= .zero, "released more spend than reserved")
         if pendingSpend < .zero { pendingSpend = .zero }
     }

@@ -59,16 +59,25 @@ public struct DuelConfig: Hashable, Sendable {
     public var maxDuels: Int
     /// Judge tasks at once; past it requests are declined [64].
     public var maxJudgeTasks: Int
+    /// Judge tasks at once for one requester [8].
+    public var maxJudgeTasksPerRequester: Int
+    /// An executor whose accepted duel copy failed gets no new job from this requester for
+    /// the model this long [300 s; zero: off].
+    public var failedCopyCooldown: Duration
 
     public init(runDuels: Bool = false, judge: Bool = false, judgingTimeout: Duration = .seconds(30),
-                judgeTaskTimeout: Duration = .seconds(120), maxDuels: Int = 256, maxJudgeTasks: Int = 64) {
-        precondition(judgingTimeout > .zero && judgeTaskTimeout > .zero && maxDuels >= 0 && maxJudgeTasks >= 0)
+                judgeTaskTimeout: Duration = .seconds(120), maxDuels: Int = 256, maxJudgeTasks: Int = 64,
+                maxJudgeTasksPerRequester: Int = 8, failedCopyCooldown: Duration = .seconds(300)) {
+        precondition(judgingTimeout > .zero && judgeTaskTimeout > .zero && maxDuels >= 0 && maxJudgeTasks >= 0
+                     && maxJudgeTasksPerRequester >= 0 && failedCopyCooldown >= .zero)
         self.runDuels = runDuels
         self.judge = judge
         self.judgingTimeout = judgingTimeout
         self.judgeTaskTimeout = judgeTaskTimeout
         self.maxDuels = maxDuels
         self.maxJudgeTasks = maxJudgeTasks
+        self.maxJudgeTasksPerRequester = maxJudgeTasksPerRequester
+        self.failedCopyCooldown = failedCopyCooldown
     }
 }
 
@@ -117,6 +126,8 @@ public struct NodeMachine: Sendable {
     public func isDuelCopy(_ s: StreamID) -> Bool { duelStreams[s] != nil }
     /// Judge tasks this node took, by job.
     var judgeTasks: [JobID: JudgeTask] = [:]
+    /// Jobs this judge took, the latest `JudgedJobs.capacity` (a job is judged once).
+    var judged = JudgedJobs()
     public private(set) var phase: Phase = .idle
 
     public enum Phase: Hashable, Sendable {
@@ -314,5 +325,27 @@ public struct NodeMachine: Sendable {
         var c: [String: Int] = [:]
         for id in waiting { if let r = requests[id] { c[r.spec.model, default: 0] += 1 } }
         return c
+    }
+}
+
+/// A bounded memory of job ids (insertion order; the oldest is forgotten first).
+struct JudgedJobs: Sendable {
+    static let capacity = 4096
+    private var set: Set<JobID> = []
+    private var order: [JobID] = []
+    private var head = 0
+
+    func contains(_ j: JobID) -> Bool { set.contains(j) }
+
+    mutating func insert(_ j: JobID) {
+        guard set.insert(j).inserted else { return }
+        if order.count < Self.capacity {
+            order.append(j)
+        } else {
+            set.remove(order[head])
+            order[head] = j
+            head = (head + 1) % Self.capacity
+        }
+        assert(set.count == order.count)
     }
 }

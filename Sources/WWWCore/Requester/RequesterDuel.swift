@@ -20,6 +20,10 @@ struct DuelRun: Sendable {
     var shadowExecutor: NodeID
     /// The second copy's price is reserved.
     var shadowSpend = true
+    /// The judges' fees, reserved from the start until the duel ends (settled: paid).
+    var feesReserved: Credits = .zero
+    /// The job's model (for the cooldown of an executor whose accepted copy failed).
+    var model: String = ""
     /// The user's copy finished (the user's answer is complete).
     var firstDone = false
 }
@@ -52,9 +56,11 @@ extension NodeMachine {
                                              count: p.judgesPerDuel, crypto: net.crypto) else {
             return out.append(.notify(.duelSkipped(job: job, reason: .tooFewJudges)))
         }
-        guard self.net!.reserveSpend() else { return out.append(.notify(.duelSkipped(job: job, reason: .cannotPay))) }
+        let fees = p.judgeFee.scaled(Int64(p.judgesPerDuel), 1)
+        guard self.net!.reserveSpend(net.price + fees) else { return out.append(.notify(.duelSkipped(job: job, reason: .cannotPay))) }
         var run = DuelRun(duel: Duel(job: job, requester: net.me, first: e1, second: e2, judges: judges,
-                                     judgingTimeout: config.duel.judgingTimeout), request: id, shadowExecutor: e2)
+                                     judgingTimeout: config.duel.judgingTimeout), request: id, shadowExecutor: e2,
+                          feesReserved: fees, model: requests[id]!.spec.model)
         let s = makeStream()
         run.shadow = s
         duels[job] = run
@@ -126,7 +132,10 @@ extension NodeMachine {
     mutating func firstCopyEnded(job: JobID, executor: NodeID, outcome: StreamOutcome?, now: Instant, into out: inout [NodeDirective]) {
         guard let run = duels[job], !run.duel.isOver, executor != run.shadowExecutor,
               executor == run.duel.first || executor == run.duel.second else { return }
-        guard let outcome else { return abandonDuel(job, .executorFailed(executor), into: &out) }
+        guard let outcome else {
+            failedAfterAccepting(job, executor, now: now, into: &out)
+            return abandonDuel(job, .executorFailed(executor), into: &out)
+        }
         duels[job]!.firstDone = true
         applyDuel(job, duels[job]!.duel.finished(executor, responseHash: outcome.responseHash, now: now, crypto: net!.crypto),
                   now: now, into: &out)
@@ -143,8 +152,22 @@ extension NodeMachine {
             applyDuel(job, duels[job]!.duel.finished(run.shadowExecutor, responseHash: o.responseHash, now: now, crypto: net!.crypto),
                       now: now, into: &out)
         case .failed:
+            failedAfterAccepting(job, run.shadowExecutor, now: now, into: &out)
             abandonDuel(job, .executorFailed(run.shadowExecutor), into: &out)
         }
+    }
+
+    /// A copy failed after its executor accepted the duel: no bond can move (nobody can
+    /// prove who cut the stream), so the requester gives that executor no new job for the
+    /// model for `DuelConfig.failedCopyCooldown`. An executor that drops duel copies to
+    /// dodge its bond loses this requester's work instead (an honest one that fails pays
+    /// the same, as after a 503).
+    private mutating func failedAfterAccepting(_ job: JobID, _ executor: NodeID, now: Instant, into out: inout [NodeDirective]) {
+        guard let run = duels[job], run.duel.hasAccepted(executor), config.duel.failedCopyCooldown > .zero, net != nil else { return }
+        let until = now + config.duel.failedCopyCooldown
+        guard let ends = net!.coolDown(executor, model: run.model, until: until) else { return }
+        out.append(.setTimer(.cooldown(.peer(executor), model: run.model), at: ends))
+        out.append(.notify(.coolingDown(.peer(executor), model: run.model, status: 0, until: ends)))
     }
 
     /// The first-content race: the copy the user does not read has content first while the
@@ -253,6 +276,7 @@ extension NodeMachine {
         guard let run = duels.removeValue(forKey: job) else { return }
         if let s = run.shadow { duelStreams[s] = nil }
         if run.shadowSpend { net?.releaseSpend() }
+        if run.feesReserved > .zero { net?.releaseSpend(run.feesReserved) }
     }
 
     // MARK: Judge
@@ -261,19 +285,32 @@ extension NodeMachine {
                                  into out: inout [NodeDirective]) {
         guard let net, config.duel.judge, judgeTasks[spec.job] == nil else { return }
         if let refusal = JudgeDuty.refusal(spec, me: net.me, from: from, judgesPerDuel: net.genesis.parameters.judgesPerDuel,
-                                           crypto: net.crypto) {
+                                           crypto: net.crypto) ?? judgeRefusal(spec, from: from, net: net) {
             out.append(.notify(.judgeRequestDeclined(job: spec.job, reason: refusal)))
             return
         }
-        guard judgeTasks.count < config.duel.maxJudgeTasks else {
-            out.append(.notify(.judgeRequestDeclined(job: spec.job, reason: .busy)))
-            return
-        }
+        judged.insert(spec.job)
         // Answers go to the requester's own signed record's address, not one it names.
         let address = net.address(of: from) ?? fromAddress
         judgeTasks[spec.job] = JudgeTask(spec: spec, requesterAddress: address)
         out.append(.runJudgement(spec))
         out.append(.setTimer(.judgeTask(spec.job), at: now + config.duel.judgeTaskTimeout))
+    }
+
+    /// This judge's own checks beyond `JudgeDuty`: every party a live member it knows (a
+    /// judge signs its stake at risk, so it judges only duels between real members), a
+    /// job judged once, and bounded work overall and per requester.
+    private func judgeRefusal(_ spec: DuelPairSpec, from: NodeID, net: NetworkState) -> JudgeDuty.Refusal? {
+        let parties = [from, spec.first, spec.second] + spec.judges.filter { $0 != net.me }
+        guard parties.allSatisfy({ n in
+            guard let r = net.membership.record(of: n) else { return false }
+            return r.status == .alive || r.status == .suspect
+        }) else { return .unknownParty }
+        guard !judged.contains(spec.job) else { return .duplicate }
+        guard judgeTasks.count < config.duel.maxJudgeTasks,
+              judgeTasks.values.count(where: { $0.spec.requester == from }) < config.duel.maxJudgeTasksPerRequester
+        else { return .busy }
+        return nil
     }
 
     mutating func judgementDone(_ job: JobID, original: PairwisePreference?, swapped: PairwisePreference?, now: Instant,

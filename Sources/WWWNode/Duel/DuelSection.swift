@@ -25,6 +25,8 @@ public struct DuelSection: Codable, Sendable, Equatable {
     /// Duels in progress at once on this requester [256]; judge tasks at once [64].
     public var maxDuels: Int = 256
     public var maxJudgeTasks: Int = 64
+    /// Judge tasks at once for one requester [8].
+    public var maxJudgeTasksPerRequester: Int = 8
     /// UTF-8 bytes of one answer kept for the judges [65536]. A longer answer is not sent to
     /// judges: that duel gets no verdict and lapses (no bond moves).
     public var maxAnswerBytes: Int = 64 << 10
@@ -37,7 +39,8 @@ public struct DuelSection: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case runDuels = "run_duels", judgingTimeoutS = "judging_timeout_s", judgeTaskTimeoutS = "judge_task_timeout_s"
-        case maxDuels = "max_duels", maxJudgeTasks = "max_judge_tasks", maxAnswerBytes = "max_answer_bytes", judge
+        case maxDuels = "max_duels", maxJudgeTasks = "max_judge_tasks", maxJudgeTasksPerRequester = "max_judge_tasks_per_requester"
+        case maxAnswerBytes = "max_answer_bytes", judge
     }
 
     public init(from decoder: any Decoder) throws {
@@ -49,6 +52,7 @@ public struct DuelSection: Codable, Sendable, Equatable {
         judgeTaskTimeoutS = try c.decodeIfPresent(Double.self, forKey: .judgeTaskTimeoutS) ?? d.judgeTaskTimeoutS
         maxDuels = try c.decodeIfPresent(Int.self, forKey: .maxDuels) ?? d.maxDuels
         maxJudgeTasks = try c.decodeIfPresent(Int.self, forKey: .maxJudgeTasks) ?? d.maxJudgeTasks
+        maxJudgeTasksPerRequester = try c.decodeIfPresent(Int.self, forKey: .maxJudgeTasksPerRequester) ?? d.maxJudgeTasksPerRequester
         maxAnswerBytes = try c.decodeIfPresent(Int.self, forKey: .maxAnswerBytes) ?? d.maxAnswerBytes
         judge = try c.decodeIfPresent(JudgeSection.self, forKey: .judge) ?? d.judge
     }
@@ -58,15 +62,16 @@ public struct DuelSection: Codable, Sendable, Equatable {
         DuelConfig(runDuels: runDuels, judge: judge.kind != .none,
                    judgingTimeout: .milliseconds(Int64(judgingTimeoutS * 1000)),
                    judgeTaskTimeout: .milliseconds(Int64(judgeTaskTimeoutS * 1000)),
-                   maxDuels: maxDuels, maxJudgeTasks: maxJudgeTasks)
+                   maxDuels: maxDuels, maxJudgeTasks: maxJudgeTasks, maxJudgeTasksPerRequester: maxJudgeTasksPerRequester)
     }
 
     func validate(backends: [NodeConfig.BackendSection]) throws {
         guard judgingTimeoutS >= 0.1, judgingTimeoutS <= 3600, judgeTaskTimeoutS >= 0.1, judgeTaskTimeoutS <= 3600 else {
             throw ConfigError("duel.judging_timeout_s and duel.judge_task_timeout_s must be in 0.1...3600")
         }
-        guard (0...100_000).contains(maxDuels), (0...10_000).contains(maxJudgeTasks) else {
-            throw ConfigError("duel.max_duels must be in 0...100000 and duel.max_judge_tasks in 0...10000")
+        guard (1...100_000).contains(maxDuels), (1...10_000).contains(maxJudgeTasks), (1...10_000).contains(maxJudgeTasksPerRequester) else {
+            throw ConfigError("duel.max_duels must be in 1...100000, duel.max_judge_tasks and max_judge_tasks_per_requester in 1...10000 "
+                              + "(to turn duels or judging off, use run_duels: false or judge.kind: none)")
         }
         guard (1024...(8 << 20)).contains(maxAnswerBytes) else { throw ConfigError("duel.max_answer_bytes must be in 1024...8388608") }
         try judge.validate(backends: backends)

@@ -165,15 +165,22 @@ public struct BackendLLMJudge: NodeJudge {
     public let model: BackendModel
     public let prompt: LLMJudgePrompt
     public let maxTokens: Int
+    /// Pairs judged at once (each is two calls); the others wait their turn, so judging
+    /// never takes more of the engine (and its connection pool) than this.
+    let gate: JudgeGate
 
-    public init(backend: any Backend, model: BackendModel, prompt: LLMJudgePrompt, maxTokens: Int) {
+    public init(backend: any Backend, model: BackendModel, prompt: LLMJudgePrompt, maxTokens: Int, concurrentPairs: Int = 1) {
         self.backend = backend
         self.model = model
         self.prompt = prompt
         self.maxTokens = maxTokens
+        self.gate = JudgeGate(limit: max(1, concurrentPairs))
     }
 
     public func judge(_ m: JudgeMaterial) async -> (original: PairwisePreference, swapped: PairwisePreference)? {
+        await gate.enter()
+        defer { Task { await gate.leave() } }
+        guard !Task.isCancelled else { return nil }
         async let o = call(prompt.messages(question: m.question, answerA: m.firstAnswer, answerB: m.secondAnswer))
         async let s = call(prompt.messages(question: m.question, answerA: m.secondAnswer, answerB: m.firstAnswer))
         guard let original = await o, let swapped = await s else { return nil }
@@ -222,8 +229,34 @@ extension JudgeSection {
             guard let m = model.map({ n in models.first { $0.descriptor.name == n } }) ?? models.first else {
                 throw ConfigError("duel.judge.model is not served by backend '\(entry.backend.name)'")
             }
-            return BackendLLMJudge(backend: entry.backend, model: m,
-                                   prompt: LLMJudgePrompt(maxAnswerCharacters: maxAnswerCharacters), maxTokens: maxTokens)
+            let slots = max(1, entry.admissionLimit / 4)
+            return BackendLLMJudge(backend: entry.backend, model: m, prompt: LLMJudgePrompt(maxAnswerCharacters: maxAnswerCharacters),
+                                   maxTokens: maxTokens, concurrentPairs: min(slots, 4))
+        }
+    }
+}
+
+/// At most `limit` holders at once; the others wait in arrival order.
+actor JudgeGate {
+    let limit: Int
+    private var holders = 0
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    init(limit: Int) { self.limit = limit }
+
+    func enter() async {
+        if holders < limit {
+            holders += 1
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func leave() {
+        if waiters.isEmpty {
+            holders -= 1
+        } else {
+            waiters.removeFirst().resume()   // the slot passes on
         }
     }
 }

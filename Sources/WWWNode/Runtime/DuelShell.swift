@@ -158,6 +158,11 @@ extension NodeRuntime {
         judgeRuns[spec.job] = Task {
             let result = await judge.judge(material)
             self.metrics.judgeLatency(ContinuousClock.now - started)
+            if result == nil, !Task.isCancelled {
+                self.metrics.verdict("abstained_error")
+                self.logger.warning("the judge could not judge a pair (engine error or overload); abstaining",
+                                    metadata: ["job": "\(spec.job.hex.prefix(16))"])
+            }
             let current = self.lock.withLock { self.judgeRuns.removeValue(forKey: spec.job) != nil }
             if current { self.submit(.judgement(job: spec.job, original: result?.original, swapped: result?.swapped)) }
         }

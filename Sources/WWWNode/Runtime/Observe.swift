@@ -88,7 +88,8 @@ extension NodeRuntime {
             }
             endSession(id)
         case .coolingDown(let target, let model, let status, let until):
-            metrics.cooldown(target: target.peer == nil ? "local" : "peer", status: status)
+            // Status 0: not an HTTP answer but a duel copy that failed after its executor accepted.
+            metrics.cooldown(target: target.peer == nil ? "local" : status == 0 ? "peer_failed_duel_copy" : "peer", status: status)
             logger.info("upstream cooling down", metadata: ["target": "\(target)", "model": "\(model)", "status": "\(status)",
                                                            "for_s": "\(Double((until - wallClockNow()).nanoseconds) / 1e9)"])
         case .duelStarted(let job, let first, let second):
