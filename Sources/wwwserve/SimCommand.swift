@@ -9,7 +9,7 @@ import WWWSimLab
 struct SimCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sim", abstract: "Run the protocol core in the deterministic simulator.",
-        subcommands: [SimRunCommand.self, ConvergenceCommand.self, MassStartCommand.self])
+        subcommands: [SimRunCommand.self, SimFuzzCommand.self, ConvergenceCommand.self, MassStartCommand.self])
 }
 
 /// `wwwserve sim convergence`: periods until a join, a leave and a crash are known by all
@@ -152,5 +152,42 @@ struct SimRunCommand: ParsableCommand {
         print("")
         for row in report.summaryRows() { print("  " + row.joined(separator: "  ")) }
         print("wrote \(dir)/report.md, slo.svg, slo.csv, requests.csv")
+    }
+}
+
+/// `wwwserve sim fuzz`: random networks under random faults, checked against the
+/// protocol's invariants (see `Fuzz`). Failing seeds are printed first; `--seed` replays one.
+struct SimFuzzCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fuzz", abstract: "Run random fault scenarios on the node machines and check the invariants.",
+        discussion: "Checks: conservation on every node, ledgers converge after the faults, no request silently lost, no offer to a node every other knows dead, no false equivocator. Exit status 1 when any seed fails.")
+
+    @Option(help: "Number of seeds to run.") var seeds = 20
+    @Option(help: "First seed.") var firstSeed: UInt64 = 1
+    @Option(help: "Run only this seed and print its case and trace hash (replays byte for byte).") var seed: UInt64?
+
+    func run() throws {
+        guard seeds >= 1, seeds <= 100_000 else { throw ValidationError("--seeds must be in 1...100000") }
+        let list = seed.map { [$0] } ?? (0..<UInt64(seeds)).map { firstSeed + $0 }
+        let bar = seed == nil ? ProgressBar(total: list.count, noun: "seeds", finishLabel: "fuzz finished") : nil
+        var outcomes: [Fuzz.Outcome] = []
+        for s in list {
+            let o = Fuzz.run(Fuzz.generate(seed: s), tracing: seed != nil)
+            outcomes.append(o)
+            bar?.advance(ok: o.ok)
+        }
+        bar?.finish()
+        let failed = outcomes.filter { !$0.ok }
+        for o in failed + outcomes.filter(\.ok) where seed != nil || !o.ok {
+            print("seed \(o.fuzzCase.seed): \(o.ok ? "ok" : "FAILED") — \(o.fuzzCase)")
+            for v in o.violations { print("    \(v)") }
+            print("    \(o.requests) requests, \(o.answered) answered, \(o.duelsSettled) duels settled, \(o.events) events" + (seed != nil ? ", trace hash \(String(o.traceHash, radix: 16))" : ""))
+        }
+        let requests = outcomes.reduce(0) { $0 + $1.requests }, answered = outcomes.reduce(0) { $0 + $1.answered }
+        print("\(outcomes.count - failed.count)/\(outcomes.count) seeds passed every check; \(requests) requests, \(answered) answered")
+        if !failed.isEmpty {
+            print("failing seeds: " + failed.map { String($0.fuzzCase.seed) }.joined(separator: " ") + " (replay: wwwserve sim fuzz --seed S)")
+            throw ExitCode(1)
+        }
     }
 }

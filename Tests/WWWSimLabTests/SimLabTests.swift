@@ -133,3 +133,28 @@ struct SimLabTests {
         #expect(ScenarioReport(scenario: other, runs: [runner.run(.single)], command: "").requestsCSV != a)
     }
 }
+
+@Suite("sim fuzz: random faults, checked invariants")
+struct FuzzTests {
+    @Test("random fault cases pass every check", arguments: [UInt64(1), 2, 3, 4])
+    func passes(seed: UInt64) {
+        let o = Fuzz.run(Fuzz.generate(seed: seed))
+        #expect(o.ok, "seed \(seed): \(o.fuzzCase): \(o.violations)")
+        #expect(o.requests > 20 && o.answered > 0)
+    }
+
+    @Test("a seed replays byte for byte")
+    func replays() {
+        let c = Fuzz.generate(seed: 9)
+        let a = Fuzz.run(c, tracing: true), b = Fuzz.run(c, tracing: true)
+        #expect(a.traceHash == b.traceHash && a.events == b.events && a.violations == b.violations)
+        #expect(Fuzz.run(Fuzz.generate(seed: 10), tracing: true).traceHash != a.traceHash)
+    }
+
+    @Test("the checkers catch a partition that never heals")
+    func catchesDivergence() throws {
+        let seed = try #require((UInt64(1)...200).first { Fuzz.generate(seed: $0).partition != nil && Fuzz.generate(seed: $0).crash == nil })
+        let o = Fuzz.run(Fuzz.generate(seed: seed), sabotage: .neverHeal)
+        #expect(o.violations.contains { $0.contains("did not converge") }, "\(o.violations)")
+    }
+}
