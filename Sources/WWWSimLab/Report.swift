@@ -93,6 +93,40 @@ public struct ScenarioReport {
                        yLabel: "credits", series: nodes.map { n in (n.name, r.balanceSeries.map { ($0.0, $0.1[n.index]) }) }).render()
     }
 
+    /// The mean end-to-end latency of the requests answered that arrived within the window
+    /// around each instant, every window/6 seconds (and the share that failed).
+    public func windowedLatency(_ r: ModeRun) -> [(t: Double, mean: Double?, failed: Double)] {
+        let w = scenario.latencyWindowS
+        var out: [(Double, Double?, Double)] = []
+        var t = 0.0
+        while t <= scenario.durationS {
+            let inWindow = r.records.filter { abs($0.arrival - t) <= w / 2 }
+            let lat = inWindow.compactMap { $0.ok ? $0.latency : nil }
+            out.append((t, lat.isEmpty ? nil : lat.reduce(0, +) / Double(lat.count),
+                        inWindow.isEmpty ? 0 : Double(inWindow.filter { !$0.ok }.count) / Double(inWindow.count)))
+            t += w / 6
+        }
+        return out
+    }
+
+    public var latencyCSV: String {
+        var out = "mode,t_s,window_s,mean_latency_s,failed_share\n"
+        for r in runs {
+            for p in windowedLatency(r) {
+                out += "\(r.mode.rawValue),\(Self.f(p.t, 1)),\(Self.f(scenario.latencyWindowS, 0)),\(p.mean.map { Self.f($0) } ?? ""),\(Self.f(p.failed, 3))\n"
+            }
+        }
+        return out
+    }
+
+    public var latencySVG: String {
+        var plot = SVGPlot(title: "\(scenario.name): mean latency over a \(Int(scenario.latencyWindowS)) s window", xLabel: "arrival (s)",
+                           yLabel: "end-to-end latency (s)",
+                           series: runs.map { r in (r.mode.rawValue, windowedLatency(r).compactMap { p in p.mean.map { (p.t, $0) } }) })
+        plot.markers = scenario.events.map { ($0.atS, "\($0.node) \($0.action)") }
+        return plot.render()
+    }
+
     // MARK: SVG
 
     public var sloSVG: String {
@@ -123,6 +157,9 @@ public struct ScenarioReport {
         md += "Nodes: " + scenario.nodes.map { g in
             "\(g.count)× \(g.name) (`\(g.profile)`, \(g.capacity) slots, workload \(g.workload.kind)\(g.workload.kind == "poisson" ? " \(g.workload.rate) req/s" : g.workload.kind == "count" ? " \(g.workload.count)" : ""))"
         }.joined(separator: "; ") + ". "
+        if !scenario.events.isEmpty {
+            md += "Events: " + scenario.events.map { "\($0.node) \($0.action)s at \(Self.f($0.atS, 0)) s" }.joined(separator: ", ") + ". "
+        }
         md += "Duration \(Self.f(scenario.durationS, 0)) s, request timeout \(Self.f(scenario.requestTimeoutS, 0)) s (timeouts and failures count as SLO misses), seed \(scenario.seed).\n\n"
         md += "| mode | requests | ok | failed | mean latency (s) | p50 | p99 | TTFT p50 (s) | TTFT p99 |\n|---|---|---|---|---|---|---|---|---|\n"
         for row in summaryRows() { md += "| " + row.joined(separator: " | ") + " |\n" }
@@ -153,7 +190,7 @@ public struct ScenarioReport {
                 + " | \(w.flatMap { $0.balances.indices.contains(n.index) ? Self.f($0.balances[n.index], 1) : nil } ?? "-")"
                 + " | \(d.map { "\($0.wins)/\($0.losses)/\($0.ties)" } ?? "-") | \(d?.winRate.map { Self.f($0, 2) } ?? "-") |\n"
         }
-        md += "\n![SLO attainment](slo.svg)\n"
+        md += "\n![SLO attainment](slo.svg)\n\n![Latency over time](latency.svg)\n"
         if creditsSVG != nil { md += "\n![Balances](credits.svg)\n" }
         return md
     }
@@ -161,7 +198,8 @@ public struct ScenarioReport {
     /// Writes requests.csv, slo.csv, slo.svg and report.md into `directory`.
     public func write(to directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        var files = [("requests.csv", requestsCSV), ("slo.csv", sloCSV), ("slo.svg", sloSVG), ("nodes.csv", nodesCSV), ("report.md", markdown)]
+        var files = [("requests.csv", requestsCSV), ("slo.csv", sloCSV), ("slo.svg", sloSVG), ("nodes.csv", nodesCSV),
+                     ("latency.csv", latencyCSV), ("latency.svg", latencySVG), ("report.md", markdown)]
         if let c = creditsSVG { files += [("credits.csv", creditsCSV), ("credits.svg", c)] }
         for (name, text) in files {
             try text.write(toFile: (directory as NSString).appendingPathComponent(name), atomically: true, encoding: .utf8)
@@ -176,6 +214,8 @@ public struct SVGPlot {
     public var yLabel: String
     public var yRange: ClosedRange<Double>?
     public var series: [(String, [(Double, Double)])]
+    /// Vertical lines at x with a label (events).
+    public var markers: [(Double, String)] = []
 
     public init(title: String, xLabel: String, yLabel: String, yRange: ClosedRange<Double>? = nil, series: [(String, [(Double, Double)])]) {
         self.title = title
@@ -209,6 +249,10 @@ public struct SVGPlot {
         }
         svg += "<text x=\"\(f((left + w - right) / 2))\" y=\"\(f(h - 15))\" text-anchor=\"middle\">\(esc(xLabel))</text>\n"
         svg += "<text transform=\"translate(18,\(f((top + h - bottom) / 2))) rotate(-90)\" text-anchor=\"middle\">\(esc(yLabel))</text>\n"
+        for (k, (x, label)) in markers.enumerated() where x >= x0 && x <= x1 {
+            svg += "<line x1=\"\(f(px(x)))\" y1=\"\(f(py(y0)))\" x2=\"\(f(px(x)))\" y2=\"\(f(py(y1)))\" stroke=\"#888\" stroke-dasharray=\"4,3\"/>\n"
+            svg += "<text x=\"\(f(px(x) + 3))\" y=\"\(f(top + 12 + Double(k % 4) * 12))\" font-size=\"10\" fill=\"#555\">\(esc(label))</text>\n"
+        }
         for (i, (name, points)) in series.enumerated() {
             let c = Self.colors[i % Self.colors.count]
             let path = points.map { "\(f(px($0.0))),\(f(py($0.1)))" }.joined(separator: " ")
@@ -219,5 +263,81 @@ public struct SVGPlot {
             svg += "<text x=\"\(f(w - right + 36))\" y=\"\(f(ly + 4))\">\(esc(name))</text>\n"
         }
         return svg + "</svg>\n"
+    }
+}
+
+/// One policy parameter swept over a scenario's wwwserve runs: SLO attainment at a
+/// threshold and mean latency per value.
+public struct SweepReport {
+    public let scenario: Scenario
+    public let parameter: String
+    public let threshold: Double
+    public let points: [(value: Double, run: ModeRun)]
+    public let command: String
+
+    public init(scenario: Scenario, parameter: String, threshold: Double, points: [(value: Double, run: ModeRun)], command: String) {
+        self.scenario = scenario
+        self.parameter = parameter
+        self.threshold = threshold
+        self.points = points
+        self.command = command
+    }
+
+    func row(_ p: (value: Double, run: ModeRun)) -> (attainment: Double, mean: Double?, failed: Int) {
+        let lat = p.run.records.compactMap { $0.ok ? $0.latency : nil }
+        return (ScenarioReport.attainment(p.run.records, threshold: threshold), lat.isEmpty ? nil : lat.reduce(0, +) / Double(lat.count),
+                p.run.records.filter { !$0.ok }.count)
+    }
+
+    public var csv: String {
+        var out = "\(parameter),slo_threshold_s,attainment,mean_latency_s,failed\n"
+        for p in points {
+            let r = row(p)
+            out += "\(ScenarioReport.f(p.value, 3)),\(ScenarioReport.f(threshold, 1)),\(ScenarioReport.f(r.attainment, 4)),\(r.mean.map { ScenarioReport.f($0) } ?? ""),\(r.failed)\n"
+        }
+        return out
+    }
+
+    public var svg: String {
+        SVGPlot(title: "\(scenario.name): SLO attainment (≤ \(Int(threshold)) s) vs \(parameter)", xLabel: parameter,
+                yLabel: "SLO attainment", yRange: 0...1, series: [("wwwserve", points.map { ($0.value, row($0).attainment) })]).render()
+    }
+
+    public var markdown: String {
+        var md = "# \(scenario.name): SLO attainment vs \(parameter)\n\nRegenerate with:\n\n    \(command)\n\n"
+        md += "Every node group's `policy.\(parameter)` set to each value in turn; wwwserve mode; SLO threshold \(Int(threshold)) s "
+            + "(failures and timeouts are misses); seed \(scenario.seed).\n\n"
+        md += "| \(parameter) | SLO attainment | mean latency (s) | failed |\n|---|---|---|---|\n"
+        for p in points {
+            let r = row(p)
+            md += "| \(ScenarioReport.f(p.value, 2)) | \(ScenarioReport.f(100 * r.attainment, 1)) % | \(r.mean.map { ScenarioReport.f($0, 1) } ?? "-") | \(r.failed) |\n"
+        }
+        return md + "\n![sweep](sweep.svg)\n"
+    }
+
+    public func write(to directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for (name, text) in [("sweep.csv", csv), ("sweep.svg", svg), ("report.md", markdown)] {
+            try text.write(toFile: (directory as NSString).appendingPathComponent(name), atomically: true, encoding: .utf8)
+        }
+    }
+}
+
+extension Scenario {
+    /// The scenario with every node group's policy `parameter` set to `value`.
+    /// - Throws: `SimLabError` for an unknown parameter or a value out of its range.
+    public func with(policy parameter: String, _ value: Double) throws -> Scenario {
+        var s = self
+        for i in s.nodes.indices {
+            switch parameter {
+            case "offload_frequency": s.nodes[i].policy.offloadFrequency = value
+            case "accept_frequency": s.nodes[i].policy.acceptFrequency = value
+            case "load_target": s.nodes[i].policy.loadTarget = value
+            case "stake": s.nodes[i].policy.stake = value
+            default: throw SimLabError("--parameter must be offload_frequency, accept_frequency, load_target or stake")
+            }
+        }
+        if let p = s.problems.first { throw SimLabError("\(parameter) = \(value): \(p)") }
+        return s
     }
 }

@@ -64,6 +64,36 @@ public struct ScenarioRunner {
         }
     }
 
+    /// Node events by time (index, action), and the nodes absent at the start (they join).
+    var nodeEvents: [(at: Double, node: Int, action: String)] {
+        let byName = Dictionary(uniqueKeysWithValues: nodes.map { ($0.name, $0.index) })
+        return scenario.events.compactMap { e in byName[e.node].map { (e.atS, $0, e.action) } }.sorted { ($0.at, $0.node) < ($1.at, $1.node) }
+    }
+
+    var absentAtStart: Set<Int> {
+        var first: [Int: String] = [:]
+        for e in nodeEvents where first[e.node] == nil { first[e.node] = e.action }
+        return Set(first.filter { $0.value == "join" }.keys)
+    }
+
+    /// Seconds a leaving node drains before its process exits (the shell's default
+    /// `shutdown_grace_s`); what still runs then fails.
+    static let leaveGraceS = 10.0
+
+    /// The node events as process changes: a leave, then its exit `leaveGraceS` later.
+    /// With `joinsScheduled`, a node's first join is left out (it was added with a delay).
+    func processChanges(joinsScheduled: Bool) -> [(at: Double, node: Int, action: String)] {
+        var out: [(at: Double, node: Int, action: String)] = []
+        var joined = Set<Int>()
+        let absent = absentAtStart
+        for e in nodeEvents {
+            if joinsScheduled, e.action == "join", absent.contains(e.node), joined.insert(e.node).inserted { continue }
+            out.append(e)
+            if e.action == "leave" { out.append((e.at + Self.leaveGraceS, e.node, "exit")) }
+        }
+        return out.sorted { ($0.at, $0.node) < ($1.at, $1.node) }
+    }
+
     /// Sample instants (seconds after the workload's start) of the running-requests mean.
     var runningSamples: [Double] { stride(from: 0.5, to: scenario.durationS, by: 1).map { $0 } }
 
@@ -95,6 +125,9 @@ public struct ScenarioRunner {
         let samples = runningSamples
         var running = [Double](repeating: 0, count: nodes.count)
         var placedOn: [Int: (engine: Int, extra: Double)] = [:]
+        var up = nodes.map { !absentAtStart.contains($0.index) }
+        let changes = processChanges(joinsScheduled: false)
+        var changeCursor = 0
         var next = 0, deadlineCursor = 0, sampleCursor = 0, events = 0
         func at(_ t: Double) -> Instant { Instant(nanoseconds: Int64((t * 1e9).rounded())) }
         func seconds(_ i: Instant) -> Double { Double(i.nanoseconds) / 1e9 }
@@ -103,13 +136,26 @@ public struct ScenarioRunner {
             let tArrival = next < arrivals.count ? arrivals[next].at : Double.infinity
             let tDeadline = deadlineCursor < arrivals.count ? arrivals[deadlineCursor].at + timeout : Double.infinity
             let tSample = sampleCursor < samples.count ? samples[sampleCursor] : Double.infinity
+            let tChange = changeCursor < changes.count ? changes[changeCursor].at : Double.infinity
             var tEngine = Double.infinity, which = -1
             for (i, e) in engines.enumerated() {
                 if let n = e?.nextEvent.map(seconds), n < tEngine { tEngine = n; which = i }
             }
-            let t = min(tArrival, tDeadline, tEngine, tSample)
+            let t = min(tArrival, tDeadline, tEngine, tSample, tChange)
             guard t.isFinite else { break }
-            if tEngine <= t, which >= 0 {
+            if tChange <= t, tChange < tEngine {
+                let ch = changes[changeCursor]
+                changeCursor += 1
+                // A leave takes no new work; at its exit (or a crash) what still runs fails.
+                if ch.action == "exit" || ch.action == "crash" {
+                    for (idx, p) in placedOn where p.engine == ch.node {
+                        records[idx].failure = ch.action == "crash" ? "executorCrashed" : "executorLeft"
+                        engines[ch.node]?.cancel(StreamID(UInt64(idx + 1)), now: at(t))
+                        placedOn[idx] = nil
+                    }
+                }
+                up[ch.node] = ch.action == "join" || ch.action == "restart"
+            } else if tEngine <= t, which >= 0 {
                 for (s, ev) in engines[which]!.due(now: at(tEngine)) {
                     let idx = Int(s.raw) - 1
                     guard let p = placedOn[idx], records[idx].failure == nil, records[idx].latency == nil else { continue }
@@ -135,7 +181,12 @@ public struct ScenarioRunner {
             } else {
                 let a = arrivals[next]
                 next += 1
-                let target = mode == .single ? (engines[a.node] == nil ? -1 : a.node) : leastLoaded(for: nodes[a.node].group.model, engines: engines)
+                guard up[a.node] else {
+                    records[a.index].failure = "node down"
+                    continue
+                }
+                let target = mode == .single ? (engines[a.node] == nil ? -1 : a.node)
+                    : leastLoaded(for: nodes[a.node].group.model, engines: engines, up: up)
                 guard target >= 0 else {
                     records[a.index].failure = "noEngine"
                     continue
@@ -151,9 +202,9 @@ public struct ScenarioRunner {
         return r
     }
 
-    private func leastLoaded(for model: String, engines: [SimEngine?]) -> Int {
+    private func leastLoaded(for model: String, engines: [SimEngine?], up: [Bool]) -> Int {
         var best = -1, bestLoad = Double.infinity
-        for (i, n) in nodes.enumerated() where n.group.model == model {
+        for (i, n) in nodes.enumerated() where n.group.model == model && up[i] {
             guard let e = engines[i] else { continue }
             let u = max(Double(e.load) / Double(max(1, e.maxRunning)), e.kvUsage)
             if u < bestLoad { best = i; bestLoad = u }
@@ -214,9 +265,13 @@ public struct ScenarioRunner {
                                       limits: SimLimits(maxTime: Instant(seconds: 1_700_000_000) + .seconds(Int64(horizon) + 1),
                                                         maxEvents: 200_000_000))
         sim.measureBytes = false
+        let absent = absentAtStart
+        let firstJoin = Dictionary(nodeEvents.filter { $0.action == "join" }.map { ($0.node, $0.at) }, uniquingKeysWith: min)
         for n in nodes {
-            sim.addNode(index: n.index, genesis: g, seeds: n.index == 0 ? [] : [SimAddress.of(0)], config: nodeConfig(n),
-                        after: .milliseconds(Int64(n.index % 1000) * 3))
+            let delay: Duration = absent.contains(n.index)
+                ? .nanoseconds(Int64((scenario.warmupS + firstJoin[n.index]!) * 1e9))
+                : .milliseconds(Int64(n.index % 1000) * 3)
+            sim.addNode(index: n.index, genesis: g, seeds: n.index == 0 ? [] : [SimAddress.of(0)], config: nodeConfig(n), after: delay)
         }
         let start = sim.now + .nanoseconds(Int64(scenario.warmupS * 1e9))
         func instant(_ t: Double) -> Instant { start + .nanoseconds(Int64((t * 1e9).rounded())) }
@@ -226,14 +281,25 @@ public struct ScenarioRunner {
         var running = [Double](repeating: 0, count: nodes.count)
         var series: [(Double, [Double])] = []
         var ids: [Int: RequestID] = [:]
-        var (ai, ri, bi) = (0, 0, 0)
-        while ai < arrivals.count || ri < runSamples.count || bi < balanceSamples.count {
+        let changes = processChanges(joinsScheduled: true)
+        var (ai, ri, bi, ci) = (0, 0, 0, 0)
+        while ai < arrivals.count || ri < runSamples.count || bi < balanceSamples.count || ci < changes.count {
             let ta = ai < arrivals.count ? arrivals[ai].at : .infinity
             let tr = ri < runSamples.count ? runSamples[ri] : .infinity
             let tb = bi < balanceSamples.count ? balanceSamples[bi] : .infinity
-            let t = min(ta, tr, tb)
+            let tc = ci < changes.count ? changes[ci].at : .infinity
+            let t = min(ta, tr, tb, tc)
             sim.run(until: instant(t))
-            if ta == t {
+            if tc == t {
+                let ch = changes[ci]
+                ci += 1
+                switch ch.action {
+                case "leave": sim.perform(on: ch.node) { p, now in p.leave(now: now) }
+                case "exit", "crash": if sim.nodes[ch.node].up { sim.crash(ch.node) }
+                case "restart", "join": sim.restartNode(ch.node, genesis: g, seeds: [SimAddress.of(0)])
+                default: break
+                }
+            } else if ta == t {
                 let a = arrivals[ai]
                 ai += 1
                 ids[a.index] = sim.submit(at: a.node, model: nodes[a.node].group.model, job: a.job,

@@ -44,6 +44,28 @@ public struct Scenario: Codable, Sendable, Equatable {
     public var duels: Duels?
     /// Seconds between samples of every node's balance (wwwserve) for credits.csv.
     public var samplePeriodS: Double = 10
+    /// Nodes joining, leaving (gracefully) or crashing during the run, by expanded node name
+    /// (`group` or `group-k`). A node whose first event is `join` is absent until then.
+    public var events: [NodeEvent] = []
+    /// Window of the moving average in latency.svg, seconds.
+    public var latencyWindowS: Double = 30
+
+    public struct NodeEvent: Codable, Sendable, Equatable {
+        public var atS: Double
+        public var node: String
+        /// "join", "leave", "crash", "restart".
+        public var action: String
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case atS = "at_s", node, action }
+
+        public init(from decoder: any Decoder) throws {
+            try rejectUnknown(decoder, CodingKeys.self, in: "events[]")
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            atS = try c.decode(Double.self, forKey: .atS)
+            node = try c.decode(String.self, forKey: .node)
+            action = try c.decode(String.self, forKey: .action)
+        }
+    }
     public var nodes: [NodeGroup]
 
     public struct Duels: Codable, Sendable, Equatable {
@@ -215,7 +237,7 @@ public struct Scenario: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, description, seed, durationS = "duration_s", requestTimeoutS = "request_timeout_s"
         case sloThresholdsS = "slo_thresholds_s", modes, lengths, warmupS = "warmup_s", gossipPeriodMs = "gossip_period_ms"
-        case network, duels, samplePeriodS = "sample_period_s", nodes
+        case network, duels, samplePeriodS = "sample_period_s", events, latencyWindowS = "latency_window_s", nodes
     }
 
     public init(from decoder: any Decoder) throws {
@@ -234,6 +256,8 @@ public struct Scenario: Codable, Sendable, Equatable {
         network = try c.decodeIfPresent(NetworkModel.self, forKey: .network) ?? NetworkModel()
         duels = try c.decodeIfPresent(Duels.self, forKey: .duels)
         samplePeriodS = try c.decodeIfPresent(Double.self, forKey: .samplePeriodS) ?? 10
+        events = try c.decodeIfPresent([NodeEvent].self, forKey: .events) ?? []
+        latencyWindowS = try c.decodeIfPresent(Double.self, forKey: .latencyWindowS) ?? 30
         nodes = try c.decode([NodeGroup].self, forKey: .nodes)
     }
 
@@ -281,6 +305,16 @@ public struct Scenario: Codable, Sendable, Equatable {
         }
         if nodes.isEmpty { out.append("nodes must not be empty") }
         if !(samplePeriodS >= 0.1 && samplePeriodS <= 3600) { out.append("sample_period_s must be in 0.1...3600") }
+        if !(latencyWindowS >= 1 && latencyWindowS <= 86_400) { out.append("latency_window_s must be in 1...86400") }
+        let names = Set(expandedNodes.map(\.name))
+        for (i, e) in events.enumerated() {
+            if !names.contains(e.node) { out.append("events[\(i)]: no node named '\(e.node)' (names: \(names.sorted().joined(separator: ", ")))") }
+            if !["join", "leave", "crash", "restart"].contains(e.action) { out.append("events[\(i)]: action must be join, leave, crash or restart") }
+            if !(e.atS >= 0 && e.atS <= durationS) { out.append("events[\(i)]: at_s must be within the duration") }
+        }
+        if let n = expandedNodes.first, events.contains(where: { $0.node == n.name && $0.action == "join" }) {
+            out.append("the first node (\(n.name)) is the seed and cannot join later; list another node first")
+        }
         if let d = duels {
             if !(0...1).contains(d.probability) || !(1...64).contains(d.judgesPerDuel) || !(0...1).contains(d.noise)
                 || !(0...1).contains(d.positionBias) {

@@ -9,7 +9,7 @@ import WWWSimLab
 struct SimCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sim", abstract: "Run the protocol core in the deterministic simulator.",
-        subcommands: [SimRunCommand.self, SimFuzzCommand.self, ConvergenceCommand.self, MassStartCommand.self])
+        subcommands: [SimRunCommand.self, SimSweepCommand.self, SimFuzzCommand.self, ConvergenceCommand.self, MassStartCommand.self])
 }
 
 /// `wwwserve sim convergence`: periods until a join, a leave and a crash are known by all
@@ -189,5 +189,45 @@ struct SimFuzzCommand: ParsableCommand {
             print("failing seeds: " + failed.map { String($0.fuzzCase.seed) }.joined(separator: " ") + " (replay: wwwserve sim fuzz --seed S)")
             throw ExitCode(1)
         }
+    }
+}
+
+/// `wwwserve sim sweep SCENARIO --parameter P --values …`: SLO attainment vs a policy
+/// parameter set on every node group (wwwserve mode).
+struct SimSweepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep", abstract: "Sweep a policy parameter over a scenario (wwwserve mode): SLO attainment and latency per value.")
+
+    @Argument(help: "The scenario file (YAML).") var scenario: String
+    @Option(help: "offload_frequency, accept_frequency, load_target or stake.") var parameter = "offload_frequency"
+    @Option(help: "Comma-separated values.") var values = "0,0.25,0.5,0.75,1"
+    @Option(help: "SLO threshold in seconds.") var slo = 120.0
+    @Option(help: "Output directory (default docs/experiments/<scenario>-vs-<parameter>).") var out: String?
+    @Option(help: "Path of ../shared/data (auto-detected).") var dataDir: String?
+
+    func run() throws {
+        let base = try Scenario.load(path: scenario)
+        let vs = try values.split(separator: ",").map { v -> Double in
+            guard let d = Double(v.trimmingCharacters(in: .whitespaces)), d.isFinite else { throw ValidationError("--values: '\(v)' is not a number") }
+            return d
+        }
+        guard !vs.isEmpty, vs.count <= 100, slo > 0 else { throw ValidationError("--values: 1 to 100 numbers; --slo positive") }
+        guard let bundled = ProfileBook.bundledPath() else { throw ValidationError("cannot find sim/profiles.yaml (run from the repository root)") }
+        let book = try ProfileBook.load(path: bundled)
+        let arrivals = try base.arrivals(traces: try base.loadTraces(dataDir: dataDir))
+        let bar = ProgressBar(total: vs.count, noun: "values", finishLabel: "sweep finished")
+        var points: [(value: Double, run: ModeRun)] = []
+        for v in vs {
+            let s = try base.with(policy: parameter, v)
+            points.append((v, try ScenarioRunner(scenario: s, book: book, arrivals: arrivals).run(.wwwserve)))
+            bar.advance(ok: true)
+        }
+        bar.finish()
+        let dir = out ?? "docs/experiments/\(base.name)-vs-\(parameter.replacingOccurrences(of: "_", with: "-"))"
+        let report = SweepReport(scenario: base, parameter: parameter, threshold: slo, points: points,
+                                 command: "wwwserve sim sweep \(scenario) --parameter \(parameter) --values \(values) --slo \(slo)")
+        try report.write(to: dir)
+        print(report.csv, terminator: "")
+        print("wrote \(dir)/report.md, sweep.svg, sweep.csv")
     }
 }
