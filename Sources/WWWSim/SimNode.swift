@@ -33,6 +33,9 @@ public struct SimNodeConfig: Sendable {
     public var engine: SimEngineProfile
     /// How this node judges duels (with `machine.duel.judge`); nil: it abstains.
     public var judge: SimJudge?
+    /// How far this node's clock is ahead of true time (negative: behind). The machine
+    /// sees skewed time; its timers fire at the matching true time.
+    public var clockSkew: Duration = .zero
     /// Nodes without backends in `machine` are pure requesters.
     public init(machine: NodeMachineConfig = NodeMachineConfig(), membership: MembershipConfig = MembershipConfig(),
                 ledger: LedgerConfig = LedgerConfig(), replication: LedgerReplicationConfig = LedgerReplicationConfig(),
@@ -352,7 +355,8 @@ public struct SimNode: SimulatedProcess {
         nextRequest += 1
         payloads[id] = job
         results[id] = SimRequestResult(model: model, arrival: now)
-        return (id, run(.userRequest(id, UserRequestSpec(model: model, allowOffload: allowOffload, deadline: now + timeout)), now: now))
+        let deadline = now + config.clockSkew + timeout   // on this node's clock
+        return (id, run(.userRequest(id, UserRequestSpec(model: model, allowOffload: allowOffload, deadline: deadline)), now: now))
     }
 
     /// The user of `id` goes away.
@@ -375,7 +379,7 @@ public struct SimNode: SimulatedProcess {
         while rounds < 64, let next = pending.popLast() {
             rounds += 1
             var followUps: [NodeInput] = []
-            for d in machine.handle(next, now: now) { execute(d, now: now, followUps: &followUps, into: &out) }
+            for d in machine.handle(next, now: now + config.clockSkew) { execute(d, now: now, followUps: &followUps, into: &out) }
             pending += followUps.reversed()
         }
         return out
@@ -392,7 +396,7 @@ public struct SimNode: SimulatedProcess {
                 return
             }
             out.append(SimSend(to: address, message: .peer(m, from: nodeID)))
-        case .setTimer(let t, let at): timers[t] = at
+        case .setTimer(let t, let at): timers[t] = at - config.clockSkew
         case .cancelTimer(let t): timers[t] = nil
         case .persistEvents(let events):
             followUps += store.log.append(events).map { .storedConflict(stored: $0.stored, written: $0.written) }

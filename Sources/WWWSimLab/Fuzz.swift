@@ -29,12 +29,19 @@ public enum Fuzz {
         public var partition: (at: Double, heal: Double, side: [Int])?
         /// (node, crash s, restart s or nil).
         public var crash: (node: Int, at: Double, restart: Double?)?
+        /// Each node's clock offset from true time, seconds.
+        public var skews: [Double] = []
+        /// A provider that signs a second, different event at the slot of one of its own
+        /// receipts at this time, and pushes it to two peers.
+        public var equivocator: (node: Int, at: Double)?
 
         public var description: String {
             var s = "n=\(nodes) providers=\(providers) loss=\(String(format: "%.3f", loss)) delay≤\(maxDelayMs)ms"
             if duels { s += " duels" + (junk.map { " junk=\($0)" } ?? "") }
             if let p = partition { s += " partition \(p.side) \(Int(p.at))–\(Int(p.heal))s" }
             if let c = crash { s += " crash \(c.node) at \(Int(c.at))s" + (c.restart.map { " restart \(Int($0))s" } ?? " (stays down)") }
+            if let m = skews.map({ abs($0) }).max(), m > 0 { s += " skew≤\(String(format: "%.1f", m))s" }
+            if let e = equivocator { s += " equivocator \(e.node) at \(Int(e.at))s" }
             return s
         }
     }
@@ -71,6 +78,14 @@ public enum Fuzz {
             let at = 10 + r.nextUnit() * 20
             c.crash = (victim, at, r.bernoulli(0.5) ? at + 30 + r.nextUnit() * 10 : nil)
         }
+        if r.bernoulli(0.5) {
+            let bound = r.nextUnit() * 3
+            c.skews = (0..<n).map { _ in (r.nextUnit() * 2 - 1) * bound }
+        }
+        if r.bernoulli(0.3) {
+            let candidates = providers.filter { $0 != c.crash?.node && $0 != c.junk }
+            if !candidates.isEmpty { c.equivocator = (candidates[Int(r.next() % UInt64(candidates.count))], 40) }
+        }
         return c
     }
 
@@ -95,6 +110,7 @@ public enum Fuzz {
                 cfg.machine.duel = DuelConfig(runDuels: true, judge: true, judgingTimeout: .seconds(5))
                 cfg.judge = SimJudge(strengths: strengths)
             }
+            if c.skews.indices.contains(i) { cfg.clockSkew = .nanoseconds(Int64(c.skews[i] * 1e9)) }
             return cfg
         }
         var sim = Simulation<SimNode>(seed: c.seed, network: SimNetworkConfig(minDelay: .milliseconds(1), maxDelay: .milliseconds(Int64(c.maxDelayMs)),
@@ -115,7 +131,7 @@ public enum Fuzz {
         var rng = SeededPRNG(seed: c.seed ^ 0x5151)
         let start = sim.now
         func elapsed() -> Double { (sim.now - start).seconds }
-        var partitioned = false, crashed = false, restarted = false
+        var partitioned = false, crashed = false, restarted = false, equivocated = false
         var knownDeadAt: Instant?
         var offersAfterKnownDead: [String] = []
         var supplyBad = 0
@@ -142,6 +158,9 @@ public enum Fuzz {
                         }
                     }
                 }
+            }
+            if let e = c.equivocator, !equivocated, t >= e.at, sim.nodes[e.node].up {
+                equivocated = equivocate(e.node, sim: &sim)
             }
             if t < workload, !requesters.isEmpty, rng.bernoulli(0.5) {
                 let at = requesters[Int(rng.next() % UInt64(requesters.count))]
@@ -172,13 +191,38 @@ public enum Fuzz {
         }
         if !lost.isEmpty { violations.append("\(lost.count) request(s) neither answered nor failed") }
         if let first = offersAfterKnownDead.first { violations.append(first + " (\(Set(offersAfterKnownDead).count) in all)") }
-        for i in sim.nodes.indices where sim.participates(i) && !sim.nodes[i].process.ledger.equivocators.isEmpty {
-            violations.append("node \(i) names an equivocator though nobody equivocated")
+        let expected: [NodeID] = equivocated ? [SimSigner(index: c.equivocator!.node).nodeID] : []
+        for i in sim.nodes.indices where sim.participates(i) && sim.nodes[i].process.ledger.equivocators != expected {
+            violations.append("node \(i) names equivocators \(sim.nodes[i].process.ledger.equivocators.map(\.short)), expected \(expected.map(\.short))")
+        }
+        if equivocated, !c.duels, let x = expected.first {
+            // Its events (its receipts, as a pure provider) no longer count anywhere.
+            for i in sim.nodes.indices where sim.participates(i) && sim.nodes[i].process.ledger.balance(of: x) != grants[x]! {
+                violations.append("node \(i) still counts events of equivocator \(x.short): balance \(sim.nodes[i].process.ledger.balance(of: x))")
+            }
         }
         let answered = requests.filter { sim.nodes[$0.node].process.results[$0.id]?.isComplete == true }.count
         let settled = sim.nodes.reduce(0) { $0 + $1.process.counters.duelsSettled }
         return Outcome(fuzzCase: c, violations: violations, traceHash: sim.traceHash, requests: requests.count, answered: answered,
                        duelsSettled: settled, events: sim.eventsProcessed)
+    }
+
+    /// Node `x` signs a second event at the slot of its latest own receipt and pushes it to
+    /// two peers (false: it had none yet).
+    static func equivocate(_ x: Int, sim: inout Simulation<SimNode>) -> Bool {
+        let me = SimSigner(index: x)
+        guard let e = sim.nodes[x].process.store.events.last(where: { $0.author == me.nodeID }),
+              case .jobReceipt(let r) = e.body else { return false }
+        let forged = JobReceipt(authorization: r.authorization, responseHash: SimCrypto().sha256(r.responseHash + [1]),
+                                inputTokens: r.inputTokens, outputTokens: r.outputTokens)
+        let twin = LedgerEvent(authorSeq: e.authorSeq, createdAt: e.createdAt, body: .jobReceipt(forged), signer: me, crypto: SimCrypto())
+        let push = LedgerSyncMessage(role: .push, digest: [:], events: [twin])
+        var sent = 0
+        for j in sim.nodes.indices where j != x && sim.participates(j) && sent < 2 {
+            sim.perform(on: j) { p, now in p.input(.peerMessage(.ledgerSync(push), from: me.nodeID, fromAddress: SimAddress.of(x)), now: now) }
+            sent += 1
+        }
+        return sent > 0
     }
 
     /// Every participating node other than the victim holds it as dead (or has dropped it).

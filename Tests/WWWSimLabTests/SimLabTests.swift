@@ -151,6 +151,16 @@ struct FuzzTests {
         #expect(Fuzz.run(Fuzz.generate(seed: 10), tracing: true).traceHash != a.traceHash)
     }
 
+    @Test("an equivocating provider is named by every node and its receipts stop counting; skewed clocks change nothing")
+    func equivocatorAndSkew() throws {
+        let seed = try #require((UInt64(1)...300).first {
+            let c = Fuzz.generate(seed: $0)
+            return c.equivocator != nil && !c.duels && c.crash == nil && !c.skews.isEmpty
+        })
+        let o = Fuzz.run(Fuzz.generate(seed: seed))
+        #expect(o.ok, "seed \(seed): \(o.fuzzCase): \(o.violations)")
+    }
+
     @Test("the checkers catch a partition that never heals")
     func catchesDivergence() throws {
         let seed = try #require((UInt64(1)...200).first { Fuzz.generate(seed: $0).partition != nil && Fuzz.generate(seed: $0).crash == nil })
