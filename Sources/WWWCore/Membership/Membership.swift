@@ -218,6 +218,15 @@ public struct Membership: Sendable {
         }
     }
 
+    /// Whether another member whose effective status is `alive` satisfies `predicate` (on
+    /// its record as signed); stops at the first, copies nothing.
+    public func containsAlivePeer(where predicate: (MemberRecord) -> Bool = { _ in true }) -> Bool {
+        order.contains { id in
+            let e = entries[id]!
+            return e.status == .alive && predicate(e.signed.value)
+        }
+    }
+
     /// The record of `node` with its effective status (this node's own record for itself).
     public func record(of node: NodeID) -> MemberRecord? {
         node == nodeID ? localRecord.value : entries[node]?.view

@@ -132,10 +132,10 @@ struct NetworkState: Sendable {
     var price: Credits { genesis.parameters.pricePerJob }
     /// The balance this node may still promise: its ledger balance minus running offloads.
     var spendable: Credits { ledger.balance(of: me) - pendingSpend }
-    var readyToAppend: Bool { replication.readyToAppend(ledger, alone: membership.alivePeers().isEmpty) }
+    var readyToAppend: Bool { replication.readyToAppend(ledger, alone: !membership.containsAlivePeer()) }
 
     func peersServe(_ model: String) -> Bool {
-        membership.alivePeers().contains { $0.models.contains { $0.name == model } }
+        membership.containsAlivePeer { $0.models.contains { $0.name == model } }
     }
 
     // MARK: Requester bookkeeping
