@@ -147,6 +147,9 @@ public struct SimEngine: Sendable {
         self.maxRunning = max(1, min(capacity, profile.maxRunning))
     }
 
+    /// Whether a request of this size can ever run here (prompt + output fit in the KV cache).
+    public func fits(_ spec: SimJobSpec) -> Bool { spec.promptTokens + spec.outputTokens <= profile.kvCapacityTokens }
+
     /// Requests running (prefilling or decoding).
     public var runningCount: Int { running.count }
     /// Requests running or waiting.
@@ -159,6 +162,12 @@ public struct SimEngine: Sendable {
     /// A request arrives (after the API overhead it is ready for the scheduler).
     public mutating func start(_ s: StreamID, _ spec: SimJobSpec, now: Instant) {
         let ready = now + .nanoseconds(Int64(profile.apiOverheadMs * 1e6))
+        guard fits(spec) else {
+            // Longer than the whole KV cache: the engine refuses it (as engines answer 400
+            // for a context they cannot hold), instead of letting it wait forever.
+            pendingEvents.append((ready, s, .failed(.httpStatus(400))))
+            return
+        }
         waiting.append((s, spec, ready))
         // Admission happens in `due` (at `nextEvent`), so that requests arriving at the
         // same instant are prefilled together.

@@ -110,7 +110,10 @@ extension Scenario {
         }
         var out: [String: [(t: Double, context: Int, generated: Int)]] = [:]
         for n in names.sorted() {
-            out[n] = try WWWNode.Workload.trace(path: dir + "/traces/AzureLLMInferenceTrace_\(n).csv", limit: 1_000_000)
+            let path = dir + "/traces/AzureLLMInferenceTrace_\(n).csv"
+            do { out[n] = try WWWNode.Workload.trace(path: path, limit: 1_000_000) } catch {
+                throw SimLabError("cannot read the \(n) trace at \(path)")
+            }
         }
         return out
     }

@@ -183,13 +183,24 @@ public enum Fuzz {
             }
             if sim.membershipConverged() && sim.ledgersConverged() { converged = true; break }
         }
+        // Every request's deadline (60 s after its arrival) has passed before it is judged lost.
+        let lastDeadline = start + .seconds(Int64(workload) + 65)
+        if sim.now < lastDeadline { sim.run(until: lastDeadline) }
         if supplyBad > 0 { violations.append("conservation: Σ balances ≠ Σ grants \(supplyBad) time(s)") }
         if !converged { violations.append("ledgers did not converge within 180 s after the faults ended") }
         let downForGood = c.crash.flatMap { $0.restart == nil ? $0.node : nil }
         let lost = requests.filter { r in
             r.node != downForGood && (c.crash?.node != r.node) && sim.nodes[r.node].process.results[r.id]?.finishedAt == nil
         }
-        if !lost.isEmpty { violations.append("\(lost.count) request(s) neither answered nor failed") }
+        if let l = lost.first {
+            let res = sim.nodes[l.node].process.results[l.id]
+            let detail = res.map { r in
+                "first: node \(l.node) \(l.id), arrived \(String(format: "%.1f", (r.arrival - start).seconds)) s"
+                    + (r.committedAt.map { ", committed \(String(format: "%.1f", ($0 - start).seconds)) s" } ?? ", never committed")
+                    + (r.executor.map { ", executor \($0.short)" } ?? "")
+            } ?? "no result"
+            violations.append("\(lost.count) request(s) neither answered nor failed (\(detail))")
+        }
         if let first = offersAfterKnownDead.first { violations.append(first + " (\(Set(offersAfterKnownDead).count) in all)") }
         let expected: [NodeID] = equivocated ? [SimSigner(index: c.equivocator!.node).nodeID] : []
         for i in sim.nodes.indices where sim.participates(i) && sim.nodes[i].process.ledger.equivocators != expected {

@@ -21,13 +21,25 @@ public struct ProfileBook: Sendable {
         self.sources = sources
     }
 
+    /// What each number may be (bounds that keep every conversion exact; quality > 0 is
+    /// checked by the profile itself).
+    static let bounds: [String: ClosedRange<Double>] = [
+        "step_base_ms": 1e-3...10_000, "step_per_request_ms": 0...10_000, "step_per_context_token_us": 0...1_000,
+        "prefill_tokens_per_s_1k": 1...1e9, "prefill_tokens_per_s_4k": 1...1e9, "api_overhead_ms": 0...60_000,
+        "kv_capacity_tokens": 1...1e9, "max_running": 1...100_000, "quality": 0...1,
+    ]
+
     static let fields = ["step_base_ms", "step_per_request_ms", "step_per_context_token_us", "prefill_tokens_per_s_1k",
                          "prefill_tokens_per_s_4k", "api_overhead_ms", "kv_capacity_tokens", "max_running", "quality"]
 
     /// Parses a profiles file.
     /// - Throws: `SimLabError` naming the profile and field of the first problem.
     public static func parse(_ text: String, source: String) throws -> ProfileBook {
-        guard let root = try Yams.load(yaml: text) as? [String: Any], let entries = root["profiles"] as? [String: Any] else {
+        let loaded: Any?
+        do { loaded = try Yams.load(yaml: text) } catch {
+            throw SimLabError("\(source): not valid YAML (\("\(error)".split(separator: "\n").first ?? ""))")
+        }
+        guard let root = loaded as? [String: Any], let entries = root["profiles"] as? [String: Any] else {
             throw SimLabError("\(source): expected a mapping 'profiles: {name: {field: [value, \"source\"], …}}'")
         }
         var book = ProfileBook()
@@ -41,6 +53,12 @@ public struct ProfileBook: Sendable {
             for f in fields {
                 guard let v = m[f] else { throw SimLabError("\(source): profile '\(name)': missing '\(f)'") }
                 let (value, src) = try sourced(v, field: f, profile: name, file: source)
+                guard let range = bounds[f], value.isFinite, range.contains(value) else {
+                    throw SimLabError("\(source): profile '\(name)': '\(f)' must be in \(bounds[f].map { "\($0.lowerBound)...\($0.upperBound)" } ?? "range"), got \(value)")
+                }
+                if ["kv_capacity_tokens", "max_running"].contains(f), value != value.rounded() {
+                    throw SimLabError("\(source): profile '\(name)': '\(f)' must be a whole number, got \(value)")
+                }
                 values[f] = value
                 srcs[f] = src
             }

@@ -186,7 +186,7 @@ public struct ScenarioRunner {
                     continue
                 }
                 let target = mode == .single ? (engines[a.node] == nil ? -1 : a.node)
-                    : leastLoaded(for: nodes[a.node].group.model, engines: engines, up: up)
+                    : leastLoaded(for: nodes[a.node].group.model, job: a.job, engines: engines, up: up)
                 guard target >= 0 else {
                     records[a.index].failure = "noEngine"
                     continue
@@ -202,10 +202,10 @@ public struct ScenarioRunner {
         return r
     }
 
-    private func leastLoaded(for model: String, engines: [SimEngine?], up: [Bool]) -> Int {
+    private func leastLoaded(for model: String, job: SimJobSpec, engines: [SimEngine?], up: [Bool]) -> Int {
         var best = -1, bestLoad = Double.infinity
         for (i, n) in nodes.enumerated() where n.group.model == model && up[i] {
-            guard let e = engines[i] else { continue }
+            guard let e = engines[i], e.fits(job) else { continue }
             let u = max(Double(e.load) / Double(max(1, e.maxRunning)), e.kvUsage)
             if u < bestLoad { best = i; bestLoad = u }
         }
@@ -324,7 +324,9 @@ public struct ScenarioRunner {
                 r.ttft = res.committedAt.map { ($0 - arrival).seconds }
                 if res.isComplete, let f = res.finishedAt { r.latency = (f - arrival).seconds }
                 if let f = res.failure { r.failure = "\(f)" } else if res.finishedAt == nil { r.failure = "unfinished" }
-                r.executor = res.executor.map { id in nodes.firstIndex { SimSigner(index: $0.index).nodeID == id } ?? -1 } ?? a.node
+                if r.ok {
+                    r.executor = res.executor.map { id in nodes.firstIndex { SimSigner(index: $0.index).nodeID == id } ?? -1 } ?? a.node
+                }
             } else {
                 r.failure = "node down"
             }

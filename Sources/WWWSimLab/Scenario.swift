@@ -284,24 +284,42 @@ public struct Scenario: Codable, Sendable, Equatable {
     }
 
     /// Values the types cannot express (empty when valid).
+    /// Bounds that keep every conversion to integers and nanoseconds exact.
+    static let maxTokens = 1_000_000, maxCapacity = 100_000, maxCredits = 1e9, maxDelayMs = 60_000.0
+    /// Expected arrivals (rates × duration) a scenario may ask for.
+    static let maxExpectedArrivals = 5_000_000.0
+
     public var problems: [String] {
         var out: [String] = []
+        func finite(_ x: Double, in r: ClosedRange<Double>) -> Bool { x.isFinite && r.contains(x) }
         if !(durationS > 0 && durationS <= 86_400) { out.append("duration_s must be in (0, 86400]") }
         if !(requestTimeoutS > 0 && requestTimeoutS <= 86_400) { out.append("request_timeout_s must be in (0, 86400]") }
-        if sloThresholdsS.isEmpty || sloThresholdsS.contains(where: { !($0 > 0) }) { out.append("slo_thresholds_s must be positive numbers") }
+        if sloThresholdsS.isEmpty || sloThresholdsS.contains(where: { !($0 > 0 && $0 <= 86_400) }) {
+            out.append("slo_thresholds_s must be numbers in (0, 86400]")
+        }
         if modes.isEmpty { out.append("modes must name at least one of single, centralized, wwwserve") }
+        if Set(modes).count != modes.count { out.append("modes lists a mode twice") }
         if !["trace", "fixed", "uniform"].contains(lengths.kind) { out.append("lengths.kind must be trace, fixed or uniform") }
-        if lengths.kind == "uniform", !(1...lengths.maxOutputTokens).contains(lengths.minOutputTokens) {
+        if !["conv", "code"].contains(lengths.trace) { out.append("lengths.trace must be conv or code") }
+        if lengths.kind == "uniform", !(1...max(1, lengths.maxOutputTokens)).contains(lengths.minOutputTokens) {
             out.append("lengths: 1 ≤ min_output_tokens ≤ max_output_tokens")
         }
-        if lengths.promptTokens < 0 || lengths.outputTokens < 1 || lengths.maxOutputTokens < 1 || lengths.maxPromptTokens < 1 {
-            out.append("lengths: token counts must be positive")
+        let tokens = [lengths.promptTokens, lengths.outputTokens, lengths.maxOutputTokens, lengths.maxPromptTokens, lengths.minOutputTokens]
+        if lengths.promptTokens < 0 || lengths.outputTokens < 1 || lengths.maxOutputTokens < 1 || lengths.maxPromptTokens < 1
+            || tokens.contains(where: { $0 > Self.maxTokens }) {
+            out.append("lengths: token counts must be in 1...\(Self.maxTokens) (prompt_tokens from 0)")
         }
-        if !(network.minDelayMs >= 0 && network.maxDelayMs >= network.minDelayMs && (0..<1).contains(network.loss)) {
-            out.append("network: 0 ≤ min_delay_ms ≤ max_delay_ms, loss in [0, 1)")
+        if !(finite(network.minDelayMs, in: 0...Self.maxDelayMs) && finite(network.maxDelayMs, in: network.minDelayMs...Self.maxDelayMs)
+             && (0..<1).contains(network.loss)) {
+            out.append("network: 0 ≤ min_delay_ms ≤ max_delay_ms ≤ \(Int(Self.maxDelayMs)), loss in [0, 1)")
         }
         if !(warmupS >= 0 && warmupS <= 3600) || !(50...60_000).contains(gossipPeriodMs) {
             out.append("warmup_s must be in 0...3600 and gossip_period_ms in 50...60000")
+        }
+        // Counts first: nothing below expands the groups before they are known to be small.
+        let counts = nodes.map(\.count)
+        guard !counts.contains(where: { $0 < 1 || $0 > 20_000 }), counts.reduce(0, +) <= 20_000 else {
+            return out + ["nodes: each count in 1...20000, at most 20000 nodes in all"]
         }
         if nodes.isEmpty { out.append("nodes must not be empty") }
         if !(samplePeriodS >= 0.1 && samplePeriodS <= 3600) { out.append("sample_period_s must be in 0.1...3600") }
@@ -321,31 +339,55 @@ public struct Scenario: Codable, Sendable, Equatable {
                 out.append("duels: probability, noise and position_bias in [0, 1], judges_per_duel in 1...64")
             }
         }
-        let total = nodes.reduce(0) { $0 + max(0, $1.count) }
-        if total > 20_000 { out.append("at most 20000 nodes") }
+        let expanded = expandedNodes.map(\.name)
+        if let dup = Dictionary(grouping: expanded, by: { $0 }).first(where: { $0.value.count > 1 })?.key {
+            out.append("two nodes are named '\(dup)' (a group of count k names its nodes <name>-1 … <name>-k)")
+        }
+        if let bad = nodes.first(where: { $0.name.isEmpty || !$0.name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) }) {
+            out.append("node name \(String(bad.name.prefix(40)).debugDescription) must be non-empty ASCII letters, digits, '.', '_' or '-'")
+        }
+        var expected = 0.0
+        for g in nodes {
+            let w = g.workload
+            switch w.kind {
+            case "poisson": expected += Double(g.count) * w.rate * durationS
+            case "fluctuating":
+                for (i, r) in w.rates.enumerated() where r.count == 2 {
+                    let end = i + 1 < w.rates.count ? min(w.rates[i + 1][0], durationS) : durationS
+                    expected += Double(g.count) * r[1] * max(0, end - r[0])
+                }
+            case "count": expected += Double(g.count) * Double(w.count)
+            default: break
+            }
+        }
+        if !(expected <= Self.maxExpectedArrivals) {
+            let about = expected.isFinite && expected < 1e15 ? String(Int(expected)) : String(format: "%.3g", expected)
+            out.append("the workloads ask for about \(about) requests; at most \(Int(Self.maxExpectedArrivals)) per run")
+        }
         for (i, n) in nodes.enumerated() {
             let p = "nodes[\(i)] (\(n.name))"
             if n.count < 1 { out.append("\(p): count must be at least 1") }
-            if n.capacity < 1 { out.append("\(p): capacity must be at least 1") }
+            if !(1...Self.maxCapacity).contains(n.capacity) { out.append("\(p): capacity must be in 1...\(Self.maxCapacity)") }
             if let q = n.quality, !(q > 0 && q <= 1) { out.append("\(p): quality must be in (0, 1]") }
-            if !(n.grant >= 0 && n.grant <= 1e9) { out.append("\(p): grant must be in 0...1e9 credits") }
+            if !finite(n.grant, in: 0...Self.maxCredits) { out.append("\(p): grant must be in 0...1e9 credits") }
             let pol = n.policy
-            if ![pol.offloadFrequency, pol.acceptFrequency].allSatisfy({ (0...1).contains($0) }) || !(pol.loadTarget > 0) || !(pol.stake >= 0) {
-                out.append("\(p): policy frequencies in [0, 1], load_target > 0, stake ≥ 0")
+            if ![pol.offloadFrequency, pol.acceptFrequency].allSatisfy({ (0...1).contains($0) }) || !finite(pol.loadTarget, in: 0.01...1000)
+                || !finite(pol.stake, in: 0...Self.maxCredits) {
+                out.append("\(p): policy frequencies in [0, 1], load_target in 0.01...1000, stake in 0...1e9")
             }
             let w = n.workload
             switch w.kind {
             case "none": break
             case "poisson": if !(w.rate > 0 && w.rate < 10_000) { out.append("\(p): workload.rate must be in (0, 10000) req/s") }
             case "fluctuating":
-                if w.rates.isEmpty || w.rates.contains(where: { $0.count != 2 || !($0[1] >= 0) })
+                if w.rates.isEmpty || w.rates.contains(where: { $0.count != 2 || !finite($0[1], in: 0...10_000) || !finite($0[0], in: 0...86_400) })
                     || zip(w.rates, w.rates.dropFirst()).contains(where: { $0[0] >= $1[0] }) {
-                    out.append("\(p): workload.rates must be [[from_s, rate], …] with ascending from_s and rates ≥ 0")
+                    out.append("\(p): workload.rates must be [[from_s, rate], …] with from_s ascending from 0 and rates in 0...10000")
                 }
             case "count": if !(1...1_000_000).contains(w.count) { out.append("\(p): workload.count must be in 1...1000000") }
             case "trace":
                 if !["conv", "code"].contains(w.trace) { out.append("\(p): workload.trace must be conv or code") }
-                if !(w.scale > 0 && w.scale <= 1) || !(w.offsetS >= 0) { out.append("\(p): workload.scale in (0, 1], offset_s ≥ 0") }
+                if !(w.scale > 0 && w.scale <= 1) || !finite(w.offsetS, in: 0...86_400) { out.append("\(p): workload.scale in (0, 1], offset_s in 0...86400") }
             default: out.append("\(p): workload.kind must be none, poisson, fluctuating, count or trace")
             }
         }
@@ -378,7 +420,9 @@ func describe(_ e: DecodingError) -> String {
     case .keyNotFound(let k, let ctx): return "missing key '\(path(ctx.codingPath + [k]))'"
     case .typeMismatch(let t, let ctx): return "'\(path(ctx.codingPath))' should be \(t)"
     case .valueNotFound(let t, let ctx): return "'\(path(ctx.codingPath))' should be \(t), found null"
-    case .dataCorrupted(let ctx): return "\(path(ctx.codingPath)): \(ctx.debugDescription)"
+    case .dataCorrupted(let ctx):
+        let under = ctx.underlyingError.map { " (" + ("\($0)".split(separator: "\n").first.map(String.init) ?? "") + ")" } ?? ""
+        return "\(path(ctx.codingPath)): \(ctx.debugDescription)\(under)"
     @unknown default: return "\(e)"
     }
 }

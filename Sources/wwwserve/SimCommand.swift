@@ -107,6 +107,18 @@ struct MassStartCommand: ParsableCommand {
 /// centralized, wwwserve) over the same arrivals and writes CSV, an SVG plot and a
 /// markdown report.
 struct SimRunCommand: ParsableCommand {
+    /// Creates `dir` now (and checks it takes files), so a bad --out fails before the runs.
+    static func writable(_ dir: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let probe = (dir as NSString).appendingPathComponent(".write-test")
+            try Data().write(to: URL(fileURLWithPath: probe))
+            try FileManager.default.removeItem(atPath: probe)
+        } catch {
+            throw ValidationError("--out: cannot write into '\(dir)'")
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "run", abstract: "Run a scenario (YAML) in single / centralized / wwwserve mode and write CSV, SVG and a report.",
         discussion: "Bundled scenarios are in sim/scenarios/; engine profiles in sim/profiles.yaml (see docs/experiments/README.md).")
@@ -122,6 +134,7 @@ struct SimRunCommand: ParsableCommand {
         var s = try Scenario.load(path: scenario)
         if let seed { s.seed = seed }
         if let modes {
+            guard !modes.split(separator: ",").isEmpty else { throw ValidationError("--modes: name at least one of single, centralized, wwwserve") }
             s.modes = try modes.split(separator: ",").map {
                 guard let m = Scenario.Mode(rawValue: String($0)) else { throw ValidationError("--modes: unknown mode '\($0)' (single, centralized, wwwserve)") }
                 return m
@@ -130,6 +143,9 @@ struct SimRunCommand: ParsableCommand {
         guard let bundled = ProfileBook.bundledPath() else { throw ValidationError("cannot find sim/profiles.yaml (run from the repository root)") }
         var book = try ProfileBook.load(path: bundled)
         if let profiles { book = book.merging(try ProfileBook.load(path: profiles)) }
+        if let p = s.problems.first { throw ValidationError(p) }
+        let dir = out ?? "docs/experiments/\(s.name)"
+        try Self.writable(dir)
         let arrivals = try s.arrivals(traces: try s.loadTraces(dataDir: dataDir))
         let runner = try ScenarioRunner(scenario: s, book: book, arrivals: arrivals)
         print("scenario \(s.name): \(runner.nodes.count) nodes, \(arrivals.count) requests over \(Int(s.durationS)) s, seed \(s.seed)")
@@ -142,7 +158,6 @@ struct SimRunCommand: ParsableCommand {
             print("    \(r.records.filter(\.ok).count)/\(r.records.count) ok, \(r.events) events, \(String(format: "%.1f", r.wallSeconds)) s wall")
             runs.append(r)
         }
-        let dir = out ?? "docs/experiments/\(s.name)"
         var command = "wwwserve sim run \(scenario)"
         if let seed { command += " --seed \(seed)" }
         if let modes { command += " --modes \(modes)" }
@@ -168,6 +183,7 @@ struct SimFuzzCommand: ParsableCommand {
 
     func run() throws {
         guard seeds >= 1, seeds <= 100_000 else { throw ValidationError("--seeds must be in 1...100000") }
+        guard firstSeed <= UInt64.max - UInt64(seeds) else { throw ValidationError("--first-seed too large for --seeds \(seeds)") }
         let list = seed.map { [$0] } ?? (0..<UInt64(seeds)).map { firstSeed + $0 }
         let bar = seed == nil ? ProgressBar(total: list.count, noun: "seeds", finishLabel: "fuzz finished") : nil
         var outcomes: [Fuzz.Outcome] = []
@@ -211,7 +227,12 @@ struct SimSweepCommand: ParsableCommand {
             guard let d = Double(v.trimmingCharacters(in: .whitespaces)), d.isFinite else { throw ValidationError("--values: '\(v)' is not a number") }
             return d
         }
-        guard !vs.isEmpty, vs.count <= 100, slo > 0 else { throw ValidationError("--values: 1 to 100 numbers; --slo positive") }
+        guard !vs.isEmpty, vs.count <= 100, slo.isFinite, slo > 0, slo <= 86_400 else {
+            throw ValidationError("--values: 1 to 100 numbers; --slo in (0, 86400] seconds")
+        }
+        let dir = out ?? "docs/experiments/\(base.name)-vs-\(parameter.replacingOccurrences(of: "_", with: "-"))"
+        try SimRunCommand.writable(dir)
+        for v in vs { _ = try base.with(policy: parameter, v) }   // every value checked before any run
         guard let bundled = ProfileBook.bundledPath() else { throw ValidationError("cannot find sim/profiles.yaml (run from the repository root)") }
         let book = try ProfileBook.load(path: bundled)
         let arrivals = try base.arrivals(traces: try base.loadTraces(dataDir: dataDir))
@@ -223,7 +244,6 @@ struct SimSweepCommand: ParsableCommand {
             bar.advance(ok: true)
         }
         bar.finish()
-        let dir = out ?? "docs/experiments/\(base.name)-vs-\(parameter.replacingOccurrences(of: "_", with: "-"))"
         let report = SweepReport(scenario: base, parameter: parameter, threshold: slo, points: points,
                                  command: "wwwserve sim sweep \(scenario) --parameter \(parameter) --values \(values) --slo \(slo)")
         try report.write(to: dir)
