@@ -401,4 +401,30 @@ struct NetworkHarnessTests {
         #expect(a.balance(of: LedgerFx.node(3)) == b.balance(of: LedgerFx.node(3)))
         #expect(a.balances == b.balances)
     }
+
+    /// X shows one event at slot 1 to A and a different one to B (disjoint audiences):
+    /// equal digests, no proof anywhere. The chain fingerprints differ, so each names the
+    /// window of X's chain to send; receiving it, each proves the equivocation.
+    @Test("an equivocation shown to disjoint audiences: fingerprints differ and the exchanged windows prove it")
+    func disjointEquivocationIsFound() {
+        var a = LedgerFx.ledger(), b = LedgerFx.ledger()
+        let e1 = LedgerFx.event(3, 1, LedgerFx.receipt(requester: 1, executor: 3, seq: 1))
+        let e1b = LedgerFx.event(3, 1, LedgerFx.receipt(requester: 2, executor: 3, seq: 1))
+        let e2 = LedgerFx.event(3, 2, LedgerFx.receipt(requester: 1, executor: 3, seq: 2))
+        _ = a.receive([e1, e2], from: LedgerFx.node(3), now: LedgerFx.t0)
+        _ = b.receive([e1b, e2], from: LedgerFx.node(3), now: LedgerFx.t0)
+        #expect(a.digest() == b.digest() && a.equivocators.isEmpty && b.equivocators.isEmpty)
+        #expect(a.fingerprints()[LedgerFx.node(3)] != b.fingerprints()[LedgerFx.node(3)])
+        // Same chains elsewhere: nothing diverges.
+        #expect(a.rangesDiverging(digest: a.digest(), fingerprints: a.fingerprints(), window: 32) == [])
+        let toB = a.rangesDiverging(digest: b.digest(), fingerprints: b.fingerprints(), window: 32)
+        #expect(toB == [LedgerRange(author: LedgerFx.node(3), afterSeq: 0, count: 2)])
+        _ = b.receive([e1, e2], from: LedgerFx.node(1), now: LedgerFx.t0)
+        _ = a.receive([e1b, e2], from: LedgerFx.node(2), now: LedgerFx.t0)
+        #expect(a.equivocators == [LedgerFx.node(3)] && b.equivocators == [LedgerFx.node(3)])
+        #expect(a.balances == b.balances)
+        // A proven equivocator is no longer fingerprinted: no more windows for it.
+        #expect(a.fingerprints()[LedgerFx.node(3)] == nil)
+        #expect(a.rangesDiverging(digest: b.digest(), fingerprints: b.fingerprints(), window: 32) == [])
+    }
 }

@@ -440,7 +440,8 @@ struct NodeMachineExecutorTests {
         #expect(m.handle(.stream(s1, .firstContent), now: ms(300)) == [])
         let receipt = JobReceipt(authorization: auth, responseHash: F.outcome().responseHash, inputTokens: 3, outputTokens: 5)
         let event = LedgerEvent(authorSeq: 1, createdAt: ms(1_000), body: .jobReceipt(receipt), signer: F.signer(2), crypto: F.crypto)
-        let push = LedgerSyncMessage(role: .push, digest: [F.id(2): 1], events: [event])
+        let push = LedgerSyncMessage(role: .push, digest: [F.id(2): 1], events: [event],
+                                     fingerprints: [F.id(2): Ledger.fold(Ledger.fingerprintSeed, event.id)])
         // The push goes to the requester and the fanout (node 4, the only other alive peer).
         let out = m.handle(.stream(s1, .finished(F.outcome())), now: ms(1_000))
         #expect(out.first == .persistEvents([event]))
@@ -594,7 +595,8 @@ struct NodeMachineStoreTests {
         var (m, _) = machineWithNode3Chain()
         let out = m.handle(.peerMessage(.ledgerSync(LedgerSyncMessage(role: .request, digest: [F.id(3): 1])),
                                         from: F.id(1), fromAddress: F.addr(1)), now: ms(4))
-        let reply = LedgerSyncMessage(role: .reply, digest: [F.id(3): 2])
+        let reply = LedgerSyncMessage(role: .reply, digest: [F.id(3): 2], fingerprints: m.ledger!.fingerprints())
+        #expect(m.ledger!.fingerprints().count == 1)
         #expect(out == [.sendLedgerSync(reply, fill: [LedgerRange(author: F.id(3), afterSeq: 1, count: 1)], to: F.id(1), address: F.addr(1))])
         // Nothing lacking: a plain reply.
         #expect(m.handle(.peerMessage(.ledgerSync(LedgerSyncMessage(role: .request, digest: [F.id(3): 2])),

@@ -191,6 +191,9 @@ public struct Ledger: Sendable {
         /// The duel records its counted settlements added (to uncount them at once too).
         var recordContribution: [NodeID: DuelRecord] = [:]
 
+        /// FNV-1a over the ids of the chain's events 1…highWater, in order.
+        var fingerprint: UInt64 = Ledger.fingerprintSeed
+
         /// The latest `createdAt` in the chain so far (monotone): an event created before it
         /// does not count, so a key whose expiry is before it can never count again.
         var latestCreatedAt: Instant?
@@ -272,6 +275,42 @@ public struct Ledger: Sendable {
     /// The Scuttlebutt digest: `{author: highest contiguous authorSeq}` for every author held.
     public func digest() -> [NodeID: UInt64] {
         authors.mapValues(\.highWater)
+    }
+
+    static let fingerprintSeed: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    /// One chain step of the fingerprint (FNV-1a 64 over the event id's bytes).
+    static func fold(_ h: UInt64, _ id: EventID) -> UInt64 {
+        var h = h
+        for b in id.bytes {
+            h ^= UInt64(b)
+            h = h &* 0x0000_0100_0000_01B3
+        }
+        return h
+    }
+
+    /// Per author, the fingerprint of its chain up to the digest's high-water. Two replicas
+    /// with the same high-water and different fingerprints hold different events somewhere
+    /// in that chain: an equivocation the digest alone cannot show. Proven equivocators are
+    /// left out (their replicas differ for good, and the proof already travels).
+    public func fingerprints() -> [NodeID: UInt64] {
+        var out: [NodeID: UInt64] = [:]
+        for (a, st) in authors where proofs[a] == nil && st.highWater > 0 { out[a] = st.fingerprint }
+        return out
+    }
+
+    /// For every author whose chain the remote holds to the same high-water but with a
+    /// different fingerprint: the last `window` events of that chain, to send so that the
+    /// conflicting slot meets its twin (in memory or in the store) and is proven.
+    public func rangesDiverging(digest remote: [NodeID: UInt64], fingerprints theirs: [NodeID: UInt64], window: Int) -> [LedgerRange] {
+        guard window > 0, !theirs.isEmpty else { return [] }
+        var out: [LedgerRange] = []
+        for (a, fp) in theirs.sorted(by: { $0.key < $1.key }) {
+            guard let st = authors[a], proofs[a] == nil, remote[a] == st.highWater, st.highWater > 0, fp != st.fingerprint else { continue }
+            let n = Int(min(st.highWater, UInt64(window)))
+            out.append(LedgerRange(author: a, afterSeq: st.highWater - UInt64(n), count: n))
+        }
+        return out
     }
 
     /// The last event of `author`'s contiguous chain, if any.
@@ -520,6 +559,7 @@ public struct Ledger: Sendable {
         precondition(event.authorSeq == st.highWater + 1, "chains are contiguous")
         let latest = st.latestCreatedAt
         st.highWater += 1
+        st.fingerprint = Self.fold(st.fingerprint, event.id)
         st.recent.append(event)
         if st.recent.count > config.recentPerAuthor { st.recent.removeFirst(st.recent.count - config.recentPerAuthor) }
         chainedCount += 1

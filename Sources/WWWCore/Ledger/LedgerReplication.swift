@@ -42,6 +42,10 @@ struct LedgerReplication: Sendable {
         (heardDigest || alone) && remoteSelfHighWater <= ledger.highWater(of: me)
     }
 
+    /// Events of a diverging chain sent per sync: the ledger checks at most this many old
+    /// events per message (`LedgerConfig.maxCandidatesPerReceive`).
+    static let divergenceWindow = 32
+
     /// The periodic opener: a digest-only `request` to one random alive peer.
     func periodicRequest(_ ledger: Ledger, peers: [MemberRecord], prng: inout SeededPRNG) -> [NodeDirective] {
         guard !peers.isEmpty else { return [] }
@@ -90,8 +94,15 @@ struct LedgerReplication: Sendable {
         }
         var (out, proofs) = Self.apply(incoming, from: from, ledger: &ledger, now: now)
         out = refused + out
-        guard let address, m.role != .push else { return (out, proofs) }
-        let missing = ledger.rangesMissing(from: m.digest, limit: config.batch)
+        guard let address else { return (out, proofs) }
+        // Chains at equal high-water whose fingerprints differ: send the recent events so the
+        // twin slot is found (bounded by the candidates a receiver checks per message).
+        let diverging = ledger.rangesDiverging(digest: m.digest, fingerprints: m.fingerprints, window: Self.divergenceWindow)
+        guard m.role != .push else {
+            if !diverging.isEmpty { out.append(message(.push, ledger, fill: diverging, to: from, address: address)) }
+            return (out, proofs)
+        }
+        let missing = ledger.rangesMissing(from: m.digest, limit: config.batch) + diverging
         switch m.role {
         case .request:
             out.append(message(.reply, ledger, fill: missing, to: from, address: address))
@@ -154,6 +165,6 @@ struct LedgerReplication: Sendable {
 
     private func sync(_ role: LedgerSyncMessage.Role, _ ledger: Ledger, events: [LedgerEvent], to: NodeID) -> LedgerSyncMessage {
         LedgerSyncMessage(role: role, digest: ledger.digest(), events: events, proofs: LedgerSyncProofs.carried(by: ledger),
-                          recipientHead: ledger.head(of: to))
+                          recipientHead: ledger.head(of: to), fingerprints: ledger.fingerprints())
     }
 }

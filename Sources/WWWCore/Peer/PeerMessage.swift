@@ -64,7 +64,8 @@ public enum PeerMessageKind: String, Hashable, Sendable, Codable, CaseIterable {
 /// requester lacks; the requester then sends a `push` with what the replier lacks. New
 /// events are disseminated as `push`es. Pushes are not answered.
 ///
-/// Wire form: `{"role":"request"|"reply"|"push","digest":{"<hex>":n,…},"events":[…],"proofs":[…]}`.
+/// Wire form: `{"role":"request"|"reply"|"push","digest":{"<hex>":n,…},"events":[…],"proofs":[…],
+/// "fingerprints":{"<hex>":n,…}}`.
 public struct LedgerSyncMessage: Hashable, Sendable, Codable, CanonicallyEncodable {
     public enum Role: String, Hashable, Sendable, Codable {
         case request, reply, push
@@ -78,17 +79,22 @@ public struct LedgerSyncMessage: Hashable, Sendable, Codable, CanonicallyEncodab
     /// digest claims about it (a node signs nothing while a peer holds more of its chain
     /// than it does, so such a claim must not be believed without the signed event).
     public var recipientHead: LedgerEvent?
+    /// Per author, the fingerprint of the sender's chain up to its digest's high-water
+    /// (`Ledger.fingerprints`): equal sequence numbers with different fingerprints expose an
+    /// equivocation shown to disjoint sets of nodes. Absent (older senders): not compared.
+    public var fingerprints: [NodeID: UInt64]
 
     public init(role: Role, digest: [NodeID: UInt64], events: [LedgerEvent] = [], proofs: [LedgerEvent] = [],
-                recipientHead: LedgerEvent? = nil) {
+                recipientHead: LedgerEvent? = nil, fingerprints: [NodeID: UInt64] = [:]) {
         self.role = role
         self.digest = digest
         self.events = events
         self.proofs = proofs
         self.recipientHead = recipientHead
+        self.fingerprints = fingerprints
     }
 
-    enum CodingKeys: String, CodingKey { case role, digest, events, proofs, recipientHead }
+    enum CodingKeys: String, CodingKey { case role, digest, events, proofs, recipientHead, fingerprints }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -105,6 +111,14 @@ public struct LedgerSyncMessage: Hashable, Sendable, Codable, CanonicallyEncodab
         events = try c.decodeIfPresent([LedgerEvent].self, forKey: .events) ?? []
         proofs = try c.decodeIfPresent([LedgerEvent].self, forKey: .proofs) ?? []
         recipientHead = try c.decodeIfPresent(LedgerEvent.self, forKey: .recipientHead)
+        var f: [NodeID: UInt64] = [:]
+        for (k, v) in try c.decodeIfPresent([String: UInt64].self, forKey: .fingerprints) ?? [:] {
+            guard let id = NodeID(hex: k) else {
+                throw DecodingError.dataCorruptedError(forKey: .fingerprints, in: c, debugDescription: "fingerprint keys are node ids")
+            }
+            f[id] = v
+        }
+        fingerprints = f
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -114,6 +128,9 @@ public struct LedgerSyncMessage: Hashable, Sendable, Codable, CanonicallyEncodab
         try c.encode(events, forKey: .events)
         try c.encode(proofs, forKey: .proofs)
         try c.encodeIfPresent(recipientHead, forKey: .recipientHead)
+        if !fingerprints.isEmpty {
+            try c.encode(Dictionary(uniqueKeysWithValues: fingerprints.map { ($0.key.hex, $0.value) }), forKey: .fingerprints)
+        }
     }
 
     public var canonical: CanonicalValue {
@@ -123,6 +140,7 @@ public struct LedgerSyncMessage: Hashable, Sendable, Codable, CanonicallyEncodab
             "events": .array(events.map { .string($0.id.hex) }),
             "proofs": .array(proofs.map { .string($0.id.hex) }),
             "recipientHead": recipientHead.map { .string($0.id.hex) } ?? .null,
+            "fingerprints": .object(Dictionary(uniqueKeysWithValues: fingerprints.map { ($0.key.hex, .int(Int64(bitPattern: $0.value))) })),
         ])
     }
 }
