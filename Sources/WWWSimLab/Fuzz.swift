@@ -160,7 +160,7 @@ public enum Fuzz {
                 }
             }
             if let e = c.equivocator, !equivocated, t >= e.at, sim.nodes[e.node].up {
-                equivocated = equivocate(e.node, sim: &sim)
+                equivocated = equivocate(e.node, deep: c.seed % 2 == 0, sim: &sim)
             }
             if t < workload, !requesters.isEmpty, rng.bernoulli(0.5) {
                 let at = requesters[Int(rng.next() % UInt64(requesters.count))]
@@ -218,11 +218,13 @@ public enum Fuzz {
                        duelsSettled: settled, events: sim.eventsProcessed)
     }
 
-    /// Node `x` signs a second event at the slot of its latest own receipt and pushes it to
-    /// two peers (false: it had none yet).
-    static func equivocate(_ x: Int, sim: inout Simulation<SimNode>) -> Bool {
+    /// Node `x` signs a second event at the slot of one of its own receipts (the latest, or
+    /// with `deep` the oldest, which may lie far below its head) and pushes it to two peers
+    /// (false: it had none yet).
+    static func equivocate(_ x: Int, deep: Bool, sim: inout Simulation<SimNode>) -> Bool {
         let me = SimSigner(index: x)
-        guard let e = sim.nodes[x].process.store.events.last(where: { $0.author == me.nodeID }),
+        let own = sim.nodes[x].process.store.events.filter { $0.author == me.nodeID }
+        guard let e = deep ? own.min(by: { $0.authorSeq < $1.authorSeq }) : own.max(by: { $0.authorSeq < $1.authorSeq }),
               case .jobReceipt(let r) = e.body else { return false }
         let forged = JobReceipt(authorization: r.authorization, responseHash: SimCrypto().sha256(r.responseHash + [1]),
                                 inputTokens: r.inputTokens, outputTokens: r.outputTokens)

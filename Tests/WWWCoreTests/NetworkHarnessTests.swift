@@ -427,4 +427,26 @@ struct NetworkHarnessTests {
         #expect(a.fingerprints()[LedgerFx.node(3)] == nil)
         #expect(a.rangesDiverging(digest: b.digest(), fingerprints: b.fingerprints(), window: 32) == [])
     }
+
+    /// The twin slot lies 40 events below the head: the first window (the last 32) misses
+    /// it, the next one (one window further back) reaches it.
+    @Test("a divergence deeper than one window is reached window by window")
+    func deepDivergence() {
+        var a = LedgerFx.ledger(), b = LedgerFx.ledger()
+        let e1 = LedgerFx.event(3, 1, LedgerFx.receipt(requester: 1, executor: 3, seq: 1))
+        let e1b = LedgerFx.event(3, 1, LedgerFx.receipt(requester: 2, executor: 3, seq: 1))
+        let rest = (2...41).map { LedgerFx.event(3, UInt64($0), LedgerFx.receipt(requester: 1, executor: 3, seq: UInt64($0))) }
+        _ = a.receive([e1] + rest, from: LedgerFx.node(3), now: LedgerFx.t0)
+        _ = b.receive([e1b] + rest, from: LedgerFx.node(3), now: LedgerFx.t0)
+        let first = a.rangesDiverging(digest: b.digest(), fingerprints: b.fingerprints(), window: 32)
+        #expect(first == [LedgerRange(author: LedgerFx.node(3), afterSeq: 9, count: 32)])
+        let second = a.rangesDiverging(digest: b.digest(), fingerprints: b.fingerprints(), window: 32, depth: { _ in 1 })
+        #expect(second == [LedgerRange(author: LedgerFx.node(3), afterSeq: 0, count: 9)])
+        // Past the chain's start the walk wraps round to the head again.
+        #expect(a.rangesDiverging(digest: b.digest(), fingerprints: b.fingerprints(), window: 32, depth: { _ in 2 }) == first)
+        // The second window holds the twin. Slot 1 is below the ledger's in-memory window, so
+        // it goes to the store as a candidate, where the conflict is found (`storedConflict`).
+        let out = b.receive([e1], from: LedgerFx.node(1), now: LedgerFx.t0)
+        #expect(out.contains { if case .persist(let events) = $0 { events.contains(e1) } else { false } })
+    }
 }

@@ -302,13 +302,30 @@ public struct Ledger: Sendable {
     /// For every author whose chain the remote holds to the same high-water but with a
     /// different fingerprint: the last `window` events of that chain, to send so that the
     /// conflicting slot meets its twin (in memory or in the store) and is proven.
-    public func rangesDiverging(digest remote: [NodeID: UInt64], fingerprints theirs: [NodeID: UInt64], window: Int) -> [LedgerRange] {
+    /// `depth(author)` windows back from the high-water (0: the last `window` events, 1: the
+    /// `window` before those, …, wrapping to 0 past the chain's start), so a divergence deep
+    /// in a chain is reached over successive syncs.
+    public func rangesDiverging(digest remote: [NodeID: UInt64], fingerprints theirs: [NodeID: UInt64], window: Int,
+                                depth: (NodeID) -> Int = { _ in 0 }) -> [LedgerRange] {
         guard window > 0, !theirs.isEmpty else { return [] }
         var out: [LedgerRange] = []
         for (a, fp) in theirs.sorted(by: { $0.key < $1.key }) {
             guard let st = authors[a], proofs[a] == nil, remote[a] == st.highWater, st.highWater > 0, fp != st.fingerprint else { continue }
-            let n = Int(min(st.highWater, UInt64(window)))
-            out.append(LedgerRange(author: a, afterSeq: st.highWater - UInt64(n), count: n))
+            let w = UInt64(window)
+            let windows = (st.highWater + w - 1) / w
+            let back = UInt64(max(0, depth(a))) % windows * w
+            let end = st.highWater - back
+            let n = Int(min(end, w))
+            out.append(LedgerRange(author: a, afterSeq: end - UInt64(n), count: n))
+        }
+        return out
+    }
+
+    /// Authors whose chain fingerprint differs from `theirs` at equal high-water.
+    public func divergingAuthors(digest remote: [NodeID: UInt64], fingerprints theirs: [NodeID: UInt64]) -> Set<NodeID> {
+        var out = Set<NodeID>()
+        for (a, fp) in theirs {
+            if let st = authors[a], proofs[a] == nil, remote[a] == st.highWater, st.highWater > 0, fp != st.fingerprint { out.insert(a) }
         }
         return out
     }

@@ -32,6 +32,10 @@ struct LedgerReplication: Sendable {
     private(set) var heardDigest = false
     /// The longest chain of this node's own events any peer's digest showed.
     private(set) var remoteSelfHighWater: UInt64 = 0
+    /// Per author whose chain was seen diverging: windows already sent (the next goes one
+    /// window further back). Forgotten once the author is proven to equivocate; bounded.
+    private(set) var divergenceDepth: [NodeID: Int] = [:]
+    static let maxDivergingAuthors = 256
 
     init(config: LedgerReplicationConfig, me: NodeID) {
         self.config = config
@@ -97,7 +101,10 @@ struct LedgerReplication: Sendable {
         guard let address else { return (out, proofs) }
         // Chains at equal high-water whose fingerprints differ: send the recent events so the
         // twin slot is found (bounded by the candidates a receiver checks per message).
-        let diverging = ledger.rangesDiverging(digest: m.digest, fingerprints: m.fingerprints, window: Self.divergenceWindow)
+        let depths = divergenceDepth
+        let diverging = ledger.rangesDiverging(digest: m.digest, fingerprints: m.fingerprints, window: Self.divergenceWindow,
+                                               depth: { depths[$0] ?? 0 })
+        noteDivergence(ledger.divergingAuthors(digest: m.digest, fingerprints: m.fingerprints), ledger: ledger)
         guard m.role != .push else {
             if !diverging.isEmpty { out.append(message(.push, ledger, fill: diverging, to: from, address: address)) }
             return (out, proofs)
@@ -112,6 +119,15 @@ struct LedgerReplication: Sendable {
             break
         }
         return (out, proofs)
+    }
+
+    /// Advances the window depth of the authors seen diverging now; forgets authors that are
+    /// proven (the proof ends it).
+    private mutating func noteDivergence(_ authors: Set<NodeID>, ledger: Ledger) {
+        for a in authors.sorted() where divergenceDepth[a] != nil || divergenceDepth.count < Self.maxDivergingAuthors {
+            divergenceDepth[a, default: 0] += 1
+        }
+        for a in divergenceDepth.keys where ledger.isEquivocating(a) { divergenceDepth[a] = nil }
     }
 
     /// Feeds events to the ledger in bounded batches and turns its directives into node
