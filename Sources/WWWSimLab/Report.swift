@@ -19,6 +19,12 @@ public struct ScenarioReport {
 
     static func f(_ x: Double, _ digits: Int = 3) -> String { String(format: "%.\(digits)f", x) }
 
+    /// A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.
+    static func csv(_ field: String) -> String {
+        guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
+        return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
     /// Share of all requests answered within `threshold` seconds end to end (failures and
     /// timeouts are misses).
     public static func attainment(_ records: [RequestRecord], threshold: Double) -> Double {
@@ -41,7 +47,7 @@ public struct ScenarioReport {
                 let cells = [r.mode.rawValue, String(x.index), nodes[x.node].name, Self.f(x.arrival), x.ttft.map { Self.f($0) } ?? "",
                              x.latency.map { Self.f($0) } ?? "", x.executor.flatMap { $0 >= 0 ? nodes[$0].name : nil } ?? "",
                              String(x.promptTokens), String(x.outputTokens), x.failure ?? ""]
-                out += cells.joined(separator: ",") + "\n"
+                out += cells.map(Self.csv).joined(separator: ",") + "\n"
             }
         }
         return out
@@ -158,7 +164,8 @@ public struct ScenarioReport {
             "\(g.count)× \(g.name) (`\(g.profile)`, \(g.capacity) slots, workload \(g.workload.kind)\(g.workload.kind == "poisson" ? " \(g.workload.rate) req/s" : g.workload.kind == "count" ? " \(g.workload.count)" : ""))"
         }.joined(separator: "; ") + ". "
         if !scenario.events.isEmpty {
-            md += "Events: " + scenario.events.map { "\($0.node) \($0.action)s at \(Self.f($0.atS, 0)) s" }.joined(separator: ", ") + ". "
+            let verb = ["join": "joins", "leave": "leaves", "crash": "crashes", "restart": "restarts"]
+            md += "Events: " + scenario.events.map { "\($0.node) \(verb[$0.action] ?? $0.action) at \(Self.f($0.atS, 0)) s" }.joined(separator: ", ") + ". "
         }
         md += "Duration \(Self.f(scenario.durationS, 0)) s, request timeout \(Self.f(scenario.requestTimeoutS, 0)) s (timeouts and failures count as SLO misses), seed \(scenario.seed).\n\n"
         md += "| mode | requests | ok | failed | mean latency (s) | p50 | p99 | TTFT p50 (s) | TTFT p99 |\n|---|---|---|---|---|---|---|---|---|\n"

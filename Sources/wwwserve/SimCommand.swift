@@ -166,7 +166,7 @@ struct SimRunCommand: ParsableCommand {
         try report.write(to: dir)
         print("")
         for row in report.summaryRows() { print("  " + row.joined(separator: "  ")) }
-        print("wrote \(dir)/report.md, slo.svg, slo.csv, requests.csv")
+        print("wrote \(dir)/: report.md, requests.csv, slo.csv/svg, nodes.csv, latency.csv/svg" + (report.creditsSVG != nil ? ", credits.csv/svg" : ""))
     }
 }
 
