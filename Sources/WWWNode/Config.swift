@@ -282,7 +282,9 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         }
     }
 
-    static func describe(_ e: DecodingError) -> String {
+    /// A decoding error as one line: the key path, then what is wrong (and the parser's own
+    /// first line, with its position, when the text is not valid YAML).
+    public static func describe(_ e: DecodingError) -> String {
         func path(_ p: [any CodingKey]) -> String {
             p.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
         }
@@ -290,7 +292,9 @@ public struct NodeConfig: Codable, Sendable, Equatable {
         case .keyNotFound(let k, let ctx): return "missing key '\(path(ctx.codingPath + [k]))'"
         case .typeMismatch(let t, let ctx): return "'\(path(ctx.codingPath))' should be \(t)"
         case .valueNotFound(let t, let ctx): return "'\(path(ctx.codingPath))' should be \(t), found null"
-        case .dataCorrupted(let ctx): return "\(path(ctx.codingPath)): \(ctx.debugDescription)"
+        case .dataCorrupted(let ctx):
+            let under = ctx.underlyingError.map { " (" + ("\($0)".split(separator: "\n").first.map(String.init) ?? "") + ")" } ?? ""
+            return "\(path(ctx.codingPath)): \(ctx.debugDescription)\(under)"
         @unknown default: return "\(e)"
         }
     }
@@ -380,7 +384,7 @@ struct AnyCodingKey: CodingKey {
 
 /// Config files are strict: a key the section does not know (a typo like `prot` for
 /// `port`) is an error naming it, with the closest known key, never silently ignored.
-func rejectUnknownKeys<K: CodingKey & CaseIterable>(_ decoder: any Decoder, _ keys: K.Type) throws {
+public func rejectUnknownKeys<K: CodingKey & CaseIterable>(_ decoder: any Decoder, _ keys: K.Type) throws {
     guard let c = try? decoder.container(keyedBy: AnyCodingKey.self) else { return }
     let known = K.allCases.map(\.stringValue)
     for k in c.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) where !known.contains(k.stringValue) {

@@ -342,7 +342,3 @@ public struct ScenarioRunner {
         return r
     }
 }
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

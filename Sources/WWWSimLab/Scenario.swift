@@ -1,5 +1,6 @@
 import Foundation
 import WWWCore
+import WWWNode
 import Yams
 
 /// A simulator scenario (YAML): nodes with their engines, policies and workloads, the run's
@@ -59,7 +60,7 @@ public struct Scenario: Codable, Sendable, Equatable {
         enum CodingKeys: String, CodingKey, CaseIterable { case atS = "at_s", node, action }
 
         public init(from decoder: any Decoder) throws {
-            try rejectUnknown(decoder, CodingKeys.self, in: "events[]")
+            try rejectUnknownKeys(decoder, CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             atS = try c.decode(Double.self, forKey: .atS)
             node = try c.decode(String.self, forKey: .node)
@@ -81,7 +82,7 @@ public struct Scenario: Codable, Sendable, Equatable {
         }
 
         public init(from decoder: any Decoder) throws {
-            try rejectUnknown(decoder, CodingKeys.self, in: "duels")
+            try rejectUnknownKeys(decoder, CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             probability = try c.decodeIfPresent(Double.self, forKey: .probability) ?? 0.1
             judgesPerDuel = try c.decodeIfPresent(Int.self, forKey: .judgesPerDuel) ?? 3
@@ -119,7 +120,7 @@ public struct Scenario: Codable, Sendable, Equatable {
         }
 
         public init(from decoder: any Decoder) throws {
-            try rejectUnknown(decoder, CodingKeys.self, in: "lengths")
+            try rejectUnknownKeys(decoder, CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             let d = Lengths()
             kind = try c.decodeIfPresent(String.self, forKey: .kind) ?? d.kind
@@ -141,7 +142,7 @@ public struct Scenario: Codable, Sendable, Equatable {
         enum CodingKeys: String, CodingKey, CaseIterable { case minDelayMs = "min_delay_ms", maxDelayMs = "max_delay_ms", loss }
 
         public init(from decoder: any Decoder) throws {
-            try rejectUnknown(decoder, CodingKeys.self, in: "network")
+            try rejectUnknownKeys(decoder, CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             minDelayMs = try c.decodeIfPresent(Double.self, forKey: .minDelayMs) ?? 5
             maxDelayMs = try c.decodeIfPresent(Double.self, forKey: .maxDelayMs) ?? 50
@@ -161,7 +162,7 @@ public struct Scenario: Codable, Sendable, Equatable {
         }
 
         public init(from decoder: any Decoder) throws {
-            try rejectUnknown(decoder, CodingKeys.self, in: "policy")
+            try rejectUnknownKeys(decoder, CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             let d = Policy()
             offloadFrequency = try c.decodeIfPresent(Double.self, forKey: .offloadFrequency) ?? d.offloadFrequency
@@ -187,7 +188,7 @@ public struct Scenario: Codable, Sendable, Equatable {
         enum CodingKeys: String, CodingKey, CaseIterable { case kind, rate, rates, count, trace, offsetS = "offset_s", scale }
 
         public init(from decoder: any Decoder) throws {
-            try rejectUnknown(decoder, CodingKeys.self, in: "workload")
+            try rejectUnknownKeys(decoder, CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             kind = try c.decodeIfPresent(String.self, forKey: .kind) ?? "none"
             rate = try c.decodeIfPresent(Double.self, forKey: .rate) ?? 0
@@ -219,7 +220,7 @@ public struct Scenario: Codable, Sendable, Equatable {
         enum CodingKeys: String, CodingKey, CaseIterable { case name, count, profile, quality, judge, grant, model, capacity, policy, workload }
 
         public init(from decoder: any Decoder) throws {
-            try rejectUnknown(decoder, CodingKeys.self, in: "nodes[]")
+            try rejectUnknownKeys(decoder, CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             name = try c.decode(String.self, forKey: .name)
             count = try c.decodeIfPresent(Int.self, forKey: .count) ?? 1
@@ -241,7 +242,7 @@ public struct Scenario: Codable, Sendable, Equatable {
     }
 
     public init(from decoder: any Decoder) throws {
-        try rejectUnknown(decoder, CodingKeys.self, in: "scenario")
+        try rejectUnknownKeys(decoder, CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         name = try c.decode(String.self, forKey: .name)
         description = try c.decodeIfPresent(String.self, forKey: .description)
@@ -270,7 +271,7 @@ public struct Scenario: Codable, Sendable, Equatable {
         } catch let e as SimLabError {
             throw SimLabError("\(source): \(e.description)")
         } catch let e as DecodingError {
-            throw SimLabError("\(source): \(describe(e))")
+            throw SimLabError("\(source): \(NodeConfig.describe(e))")
         } catch {
             throw SimLabError("\(source): \(error)")
         }
@@ -396,33 +397,3 @@ public struct Scenario: Codable, Sendable, Equatable {
 }
 
 /// Scenario files are strict: an unknown key is an error naming it.
-struct AnyKey: CodingKey {
-    var stringValue: String
-    var intValue: Int? { nil }
-    init(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
-}
-
-func rejectUnknown<K: CodingKey & CaseIterable>(_ decoder: any Decoder, _ keys: K.Type, in section: String) throws {
-    guard let c = try? decoder.container(keyedBy: AnyKey.self) else { return }
-    let known = K.allCases.map(\.stringValue)
-    for k in c.allKeys where !known.contains(k.stringValue) {
-        throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath + [k],
-                                                debugDescription: "unknown key '\(k.stringValue)' in \(section); known: \(known.joined(separator: ", "))"))
-    }
-}
-
-func describe(_ e: DecodingError) -> String {
-    func path(_ p: [any CodingKey]) -> String {
-        p.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
-    }
-    switch e {
-    case .keyNotFound(let k, let ctx): return "missing key '\(path(ctx.codingPath + [k]))'"
-    case .typeMismatch(let t, let ctx): return "'\(path(ctx.codingPath))' should be \(t)"
-    case .valueNotFound(let t, let ctx): return "'\(path(ctx.codingPath))' should be \(t), found null"
-    case .dataCorrupted(let ctx):
-        let under = ctx.underlyingError.map { " (" + ("\($0)".split(separator: "\n").first.map(String.init) ?? "") + ")" } ?? ""
-        return "\(path(ctx.codingPath)): \(ctx.debugDescription)\(under)"
-    @unknown default: return "\(e)"
-    }
-}

@@ -765,19 +765,7 @@ struct NodeMachineDuelRequesterTests {
     @Test("the first-content race: the second copy has content first, so the user gets it")
     func secondCopyWinsTheRace() {
         var m = requester()
-        let job = F.job(1, 1)
-        let out = m.handle(.userRequest(r1, F.spec()), now: ms(1))
-        guard case .notify(.duelStarted(_, let e1, let e2))? = out.first(where: { if case .notify(.duelStarted) = $0 { true } else { false } })
-        else { Issue.record("no duel"); return }
-        let n1: UInt8 = e1 == F.id(2) ? 2 : 3, n2: UInt8 = n1 == 2 ? 3 : 2
-        let panel = [4, 5, 6].map(F.id).sorted()
-        let sShadow = StreamID(1), sFirst = StreamID(2)
-        _ = m.handle(.peerMessage(.offerAnswer(answer(job, executor: e2, signer: F.signer(n2),
-                                                      terms: DuelTerms(judges: panel, bond: Credits(credits: 5), partner: e1), at: ms(5))),
-                                  from: e2, fromAddress: F.addr(n2)), now: ms(5))
-        _ = m.handle(.peerMessage(.offerAnswer(answer(job, executor: e1, signer: F.signer(n1),
-                                                      terms: DuelTerms(judges: panel, bond: Credits(credits: 5), partner: e2), at: ms(6))),
-                                  from: e1, fromAddress: F.addr(n1)), now: ms(6))
+        guard let (_, e1, e2, sFirst, sShadow) = acceptedDuel(&m) else { Issue.record("no duel"); return }
         #expect(m.handle(.stream(sShadow, .firstContent), now: ms(8)) == [.respond(r1, .commit(stream: sShadow, executor: e2))])
         // The first copy's content later changes nothing for the user: it is read to its end for the judges.
         #expect(m.handle(.stream(sFirst, .firstContent), now: ms(9)) == [.drainStream(sFirst)])
