@@ -9,6 +9,17 @@ public protocol CryptoProvider: Sendable {
     /// True when `signature` is a valid Ed25519 signature (RFC 8032) of `message` by the
     /// node whose public key is `signer`.
     func verify(signature: [UInt8], message: [UInt8], signer: NodeID) -> Bool
+    /// True when `signature` is `signer`'s valid signature of `value`'s canonical bytes.
+    /// The default encodes `value` and calls `verify(signature:message:signer:)`; a
+    /// provider may remember values it verified (the simulator's does: thousands of
+    /// simulated nodes check every gossiped record).
+    func verify<V: CanonicallyEncodable & Hashable>(signature: [UInt8], of value: V, signer: NodeID) -> Bool
+}
+
+extension CryptoProvider {
+    public func verify<V: CanonicallyEncodable & Hashable>(signature: [UInt8], of value: V, signer: NodeID) -> Bool {
+        verify(signature: signature, message: value.canonical.bytes, signer: signer)
+    }
 }
 
 /// A node's private signing capability: Ed25519 over canonical bytes.

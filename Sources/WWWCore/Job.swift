@@ -75,28 +75,63 @@ public struct PaymentAuthorization: Hashable, Sendable, Codable, CanonicallyEnco
 }
 
 /// A value together with its signer's Ed25519 signature over the value's canonical bytes.
+///
+/// Immutable storage is shared: a copy is one reference (a simulated network of 10,000
+/// nodes holds every member's record in every table, and gossip copies records into
+/// every message). Value semantics are kept: setting a field makes a new storage.
 public struct Signed<Value: CanonicallyEncodable & Hashable & Sendable & Codable>: Hashable, Sendable, Codable {
-    public var value: Value
-    public var signer: NodeID
+    final class Storage: Sendable {
+        let value: Value
+        let signer: NodeID
+        let signature: [UInt8]
+
+        init(value: Value, signer: NodeID, signature: [UInt8]) {
+            self.value = value
+            self.signer = signer
+            self.signature = signature
+        }
+    }
+
+    private var storage: Storage
+
+    public var value: Value {
+        get { storage.value }
+        set { storage = Storage(value: newValue, signer: storage.signer, signature: storage.signature) }
+    }
+
+    public var signer: NodeID {
+        get { storage.signer }
+        set { storage = Storage(value: storage.value, signer: newValue, signature: storage.signature) }
+    }
+
     /// 64 bytes.
-    public var signature: [UInt8]
+    public var signature: [UInt8] {
+        get { storage.signature }
+        set { storage = Storage(value: storage.value, signer: storage.signer, signature: newValue) }
+    }
 
     public init(value: Value, signer: NodeID, signature: [UInt8]) {
-        self.value = value
-        self.signer = signer
-        self.signature = signature
+        storage = Storage(value: value, signer: signer, signature: signature)
     }
 
     /// Signs `value` with `signer`.
     public init(_ value: Value, by signer: any MessageSigner) {
-        self.value = value
-        self.signer = signer.nodeID
-        self.signature = signer.sign(value.canonical.bytes)
+        storage = Storage(value: value, signer: signer.nodeID, signature: signer.sign(value.canonical.bytes))
+    }
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.storage === b.storage || (a.signer == b.signer && a.signature == b.signature && a.value == b.value)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(value)
+        hasher.combine(signer)
+        hasher.combine(signature)
     }
 
     /// True when the signature is valid for `signer`.
     public func isValid(_ crypto: any CryptoProvider) -> Bool {
-        crypto.verify(signature: signature, message: value.canonical.bytes, signer: signer)
+        crypto.verify(signature: signature, of: value, signer: signer)
     }
 
     private enum CodingKeys: String, CodingKey { case value, signer, signature }
@@ -105,8 +140,9 @@ public struct Signed<Value: CanonicallyEncodable & Hashable & Sendable & Codable
     /// as an array of byte values still decodes.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        value = try c.decode(Value.self, forKey: .value)
-        signer = try c.decode(NodeID.self, forKey: .signer)
+        let value = try c.decode(Value.self, forKey: .value)
+        let signer = try c.decode(NodeID.self, forKey: .signer)
+        let signature: [UInt8]
         if let hex = try? c.decode(String.self, forKey: .signature) {
             guard let b = Hex.decode(hex) else {
                 throw DecodingError.dataCorruptedError(forKey: .signature, in: c, debugDescription: "expected a hex string")
@@ -115,6 +151,7 @@ public struct Signed<Value: CanonicallyEncodable & Hashable & Sendable & Codable
         } else {
             signature = try c.decode([UInt8].self, forKey: .signature)
         }
+        storage = Storage(value: value, signer: signer, signature: signature)
     }
 
     public func encode(to encoder: any Encoder) throws {

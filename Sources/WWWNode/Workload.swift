@@ -59,21 +59,42 @@ public enum Workload {
         let text = try String(contentsOfFile: path, encoding: .utf8)
         var rows: [(Double, Int, Int)] = []
         var t0: Double?
-        let fmt = DateFormatter()
-        fmt.locale = Locale(identifier: "en_US_POSIX")
-        fmt.timeZone = TimeZone(identifier: "UTC")
-        fmt.dateFormat = "yyyy-MM-dd HH:mm:ss"
         for line in text.split(whereSeparator: \.isNewline).dropFirst() where rows.count < limit {
             let f = line.split(separator: ",")
             guard f.count == 3, let ctx = Int(f[1]), let gen = Int(f[2]) else { continue }
             let stamp = f[0].split(separator: ".")
-            guard let date = fmt.date(from: String(stamp[0])) else { continue }
+            guard let seconds = utcSeconds(stamp[0]) else { continue }
             let frac = stamp.count > 1 ? (Double("0." + stamp[1]) ?? 0) : 0
-            let t = date.timeIntervalSince1970 + frac
+            let t = Double(seconds) + frac
             if t0 == nil { t0 = t }
             rows.append((t - t0!, ctx, gen))
         }
         return rows
+    }
+
+    /// Seconds since 1970-01-01 00:00:00 UTC of a "yyyy-MM-dd HH:mm:ss" stamp (proleptic
+    /// Gregorian; Hinnant's days-from-civil); nil when malformed. A DateFormatter took
+    /// most of the simulator's start-up on the hour-long trace.
+    static func utcSeconds(_ s: Substring) -> Int? {
+        let u = Array(s.utf8)
+        guard u.count == 19, u[4] == 45, u[7] == 45, u[10] == 32, u[13] == 58, u[16] == 58 else { return nil }
+        func num(_ r: Range<Int>) -> Int? {
+            var v = 0
+            for i in r {
+                guard u[i] >= 48, u[i] <= 57 else { return nil }
+                v = v * 10 + Int(u[i] - 48)
+            }
+            return v
+        }
+        guard let y0 = num(0..<4), let m = num(5..<7), let d = num(8..<10), let hh = num(11..<13), let mm = num(14..<16),
+              let ss = num(17..<19), (1...12).contains(m), (1...31).contains(d), hh < 24, mm < 60, ss < 61 else { return nil }
+        let y = m <= 2 ? y0 - 1 : y0
+        let era = y / 400
+        let yoe = y - era * 400
+        let doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146_097 + doe - 719_468
+        return days * 86_400 + hh * 3_600 + mm * 60 + ss
     }
 
     /// `count` requests: arrivals from the trace, stretched so the mean rate is `rate`

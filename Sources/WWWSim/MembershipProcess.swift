@@ -1,4 +1,27 @@
+import Synchronization
 import WWWCore
+
+/// Signatures `SimCrypto` already verified (bounded: emptied when full).
+final class VerifiedMemo: Sendable {
+    struct Key: Hashable {
+        var signer: NodeID
+        var signature: [UInt8]
+        var value: Int
+    }
+
+    static let shared = VerifiedMemo()
+    static let capacity = 1 << 21
+    private let seen = Mutex(Set<Key>())
+
+    func contains(_ k: Key) -> Bool { seen.withLock { $0.contains(k) } }
+
+    func insert(_ k: Key) {
+        seen.withLock { s in
+            if s.count >= Self.capacity { s.removeAll(keepingCapacity: true) }
+            s.insert(k)
+        }
+    }
+}
 
 /// A deterministic, insecure stand-in for Ed25519/SHA-256 so that the simulator (which may
 /// not link swift-crypto) can run thousands of signing nodes. Hash: four FNV-1a-64 lanes;
@@ -10,6 +33,18 @@ public struct SimCrypto: CryptoProvider {
 
     public func verify(signature: [UInt8], message: [UInt8], signer: NodeID) -> Bool {
         signature == SimCrypto.signature(publicKey: signer.bytes, message: message)
+    }
+
+    /// Verifies once per (signer, signature, value) in the whole process: a simulated
+    /// network of N nodes checks every gossiped record N times, and encoding it each time
+    /// was a fifth of the run at 1,000 nodes. Only successes are remembered, keyed by the
+    /// value's hash as well as the signature, so a tampered value still fails.
+    public func verify<V: CanonicallyEncodable & Hashable>(signature: [UInt8], of value: V, signer: NodeID) -> Bool {
+        let key = VerifiedMemo.Key(signer: signer, signature: signature, value: value.hashValue)
+        if VerifiedMemo.shared.contains(key) { return true }
+        guard verify(signature: signature, message: value.canonical.bytes, signer: signer) else { return false }
+        VerifiedMemo.shared.insert(key)
+        return true
     }
 
     static func hash(_ data: [UInt8], salt: UInt64) -> [UInt8] { hash(data, [], salt: salt) }

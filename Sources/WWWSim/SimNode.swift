@@ -513,6 +513,14 @@ public enum SimTrace {
 }
 
 extension Simulation where P == SimNode {
+    /// `run(until:)`, specialized for `SimNode` in this module (see `runLoop`).
+    @discardableResult
+    public mutating func run(until deadline: Instant) -> Bool { runLoop(until: deadline) }
+
+    /// `run(until: now + span)`, specialized.
+    @discardableResult
+    public mutating func run(for span: Duration) -> Bool { runLoop(until: now + span) }
+
     /// Adds node `index` at `SimAddress.of(index)`.
     @discardableResult
     public mutating func addNode(index: Int, genesis: Genesis, seeds: [String], config: SimNodeConfig,

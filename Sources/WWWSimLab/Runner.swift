@@ -255,6 +255,9 @@ public struct ScenarioRunner {
         return out
     }
 
+    /// Simulated seconds a wwwserve run goes on after its last request ended.
+    static let settleS = 30.0
+
     func runNetwork(progress: ((Double) -> Void)?) -> ModeRun {
         let g = genesis
         let net = SimNetworkConfig(minDelay: .nanoseconds(Int64(scenario.network.minDelayMs * 1e6)),
@@ -275,7 +278,10 @@ public struct ScenarioRunner {
         }
         let start = sim.now + .nanoseconds(Int64(scenario.warmupS * 1e9))
         func instant(_ t: Double) -> Instant { start + .nanoseconds(Int64((t * 1e9).rounded())) }
-        let end = (arrivals.last?.at ?? 0) + scenario.requestTimeoutS + 5
+        // Until every request ended (at the latest its timeout after the last arrival), then
+        // `settleS` more for receipts and duels to settle and spread.
+        var end = (arrivals.last?.at ?? 0) + scenario.requestTimeoutS + 5
+        var pending = Set<Int>()
         let runSamples = runningSamples
         let balanceSamples = stride(from: 0, through: end, by: scenario.samplePeriodS).map { $0 }
         var running = [Double](repeating: 0, count: nodes.count)
@@ -283,12 +289,13 @@ public struct ScenarioRunner {
         var ids: [Int: RequestID] = [:]
         let changes = processChanges(joinsScheduled: true)
         var (ai, ri, bi, ci) = (0, 0, 0, 0)
-        while ai < arrivals.count || ri < runSamples.count || bi < balanceSamples.count || ci < changes.count {
+        while true {
             let ta = ai < arrivals.count ? arrivals[ai].at : .infinity
             let tr = ri < runSamples.count ? runSamples[ri] : .infinity
             let tb = bi < balanceSamples.count ? balanceSamples[bi] : .infinity
             let tc = ci < changes.count ? changes[ci].at : .infinity
             let t = min(ta, tr, tb, tc)
+            guard t <= end else { break }
             sim.run(until: instant(t))
             if tc == t {
                 let ch = changes[ci]
@@ -304,6 +311,7 @@ public struct ScenarioRunner {
                 ai += 1
                 ids[a.index] = sim.submit(at: a.node, model: nodes[a.node].group.model, job: a.job,
                                           timeout: .nanoseconds(Int64(scenario.requestTimeoutS * 1e9)))
+                pending.insert(a.index)
                 if ai % 256 == 0 { progress?(Double(ai) / Double(max(1, arrivals.count))) }
             } else if tr == t {
                 ri += 1
@@ -312,6 +320,14 @@ public struct ScenarioRunner {
                 bi += 1
                 let l = sim.nodes[0].process.ledger
                 series.append((t, nodes.map { Double(l.balance(of: SimSigner(index: $0.index).nodeID).micro) / 1e6 }))
+                if ai == arrivals.count, ci == changes.count, !pending.isEmpty || end > t + Self.settleS {
+                    pending = pending.filter { i in
+                        let a = arrivals[i]
+                        guard let id = ids[i], sim.nodes[a.node].up, let res = sim.nodes[a.node].process.results[id] else { return false }
+                        return res.finishedAt == nil && res.failure == nil
+                    }
+                    if pending.isEmpty { end = min(end, t + Self.settleS) }
+                }
             }
         }
         sim.run(until: instant(end))

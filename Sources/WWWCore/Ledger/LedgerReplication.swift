@@ -50,22 +50,19 @@ struct LedgerReplication: Sendable {
     /// events per message (`LedgerConfig.maxCandidatesPerReceive`).
     static let divergenceWindow = 32
 
-    /// The periodic opener: a digest-only `request` to one random alive peer.
-    func periodicRequest(_ ledger: Ledger, peers: [MemberRecord], prng: inout SeededPRNG) -> [NodeDirective] {
-        guard !peers.isEmpty else { return [] }
-        let peer = peers[StakeSampling.uniformIndex(count: peers.count, prng: &prng)]
+    /// The periodic opener: a digest-only `request` to `peer` (one random alive peer).
+    func periodicRequest(_ ledger: Ledger, peer: (node: NodeID, address: String)?) -> [NodeDirective] {
+        guard let peer else { return [] }
         return [message(.request, ledger, events: [], to: peer.node, address: peer.address)]
     }
 
-    /// Pushes `events` to `extra` (e.g. a receipt's requester) and `publishFanout` random
-    /// alive peers. `addressOf` resolves the extras.
-    func publish(_ events: [LedgerEvent], _ ledger: Ledger, extra: [(NodeID, String)], peers: [MemberRecord],
-                 prng: inout SeededPRNG) -> [NodeDirective] {
+    /// Pushes `events` to `extra` (e.g. a receipt's requester) and to `peers` (the
+    /// `publishFanout` random alive peers the caller drew) that are not among them.
+    func publish(_ events: [LedgerEvent], _ ledger: Ledger, extra: [(NodeID, String)], peers: [(node: NodeID, address: String)])
+        -> [NodeDirective] {
         guard !events.isEmpty else { return [] }
         var targets: [(NodeID, String)] = extra.filter { $0.0 != me }
-        var shuffled = peers
-        StakeSampling.shuffle(&shuffled, prng: &prng)
-        for p in shuffled.prefix(config.publishFanout) where !targets.contains(where: { $0.0 == p.node }) {
+        for p in peers.prefix(config.publishFanout) where !targets.contains(where: { $0.0 == p.node }) {
             targets.append((p.node, p.address))
         }
         return targets.map { message(.push, ledger, events: events, to: $0.0, address: $0.1) }

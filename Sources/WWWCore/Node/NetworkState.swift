@@ -166,10 +166,11 @@ struct NetworkState: Sendable {
 
     /// Step 2 (§6.2): eligible executors for `model`, best first, at most `limit`.
     func orderedExecutors(model: String, excluding: [NodeID], policy: SchedulingPolicy, prng: inout SeededPRNG) -> [NodeID] {
-        let candidates = membership.alivePeers().map { r in
-            ExecutorCandidate(node: r.node, alive: true, servesModel: r.models.contains { $0.name == model },
-                              accepting: r.accepting, stake: ledger.effectiveStake(declared: r.stake, of: r.node),
-                              utilization: Double(r.utilizationPPM) / 1e6, balance: ledger.balance(of: r.node))
+        var candidates: [ExecutorCandidate] = []
+        membership.forEachAlivePeer { r in
+            candidates.append(ExecutorCandidate(node: r.node, alive: true, servesModel: r.models.contains { $0.name == model },
+                                                accepting: r.accepting, stake: ledger.effectiveStake(declared: r.stake, of: r.node),
+                                                utilization: Double(r.utilizationPPM) / 1e6, balance: ledger.balance(of: r.node)))
         }
         return ExecutorSelector(policy: policy).orderedNodes(candidates: candidates, requester: me,
                                                              excluded: Set(excluding).union(coolingPeers.keys.lazy.filter { $0.model == model }.map(\.peer)),
@@ -247,7 +248,7 @@ struct NetworkState: Sendable {
         let member = membership.record(of: from).flatMap { $0.status == .alive || $0.status == .suspect ? $0 : nil }
         let (ds, proofs) = replication.receive(m, from: from, address: member?.address, ledger: &ledger, now: now)
         out += ds
-        out += replication.publish(proofs, ledger, extra: [], peers: membership.alivePeers(), prng: &prng)
+        out += push(proofs, extra: [], prng: &prng)
     }
 
     /// The store found `written` conflicting with `stored`: prove and push the equivocation.
@@ -255,7 +256,15 @@ struct NetworkState: Sendable {
                                  into out: inout [NodeDirective]) {
         let (ds, proofs) = LedgerReplication.translate(ledger.storedConflict(stored, written))
         out += ds
-        out += replication.publish(proofs, ledger, extra: [], peers: membership.alivePeers(), prng: &prng)
+        out += push(proofs, extra: [], prng: &prng)
+    }
+
+    /// Pushes `events` to `extra` and `publishFanout` random alive peers (drawn only when
+    /// there is something to push).
+    func push(_ events: [LedgerEvent], extra: [(NodeID, String)], prng: inout SeededPRNG) -> [NodeDirective] {
+        guard !events.isEmpty else { return [] }
+        return replication.publish(events, ledger, extra: extra,
+                                   peers: membership.randomAlivePeers(replication.config.publishFanout, prng: &prng))
     }
 
     /// Appends one event of this node's own and publishes it to `extra` plus the fanout.
@@ -272,7 +281,7 @@ struct NetworkState: Sendable {
             case .equivocation, .acknowledge: break
             }
         }
-        out += replication.publish(published, ledger, extra: extra, peers: membership.alivePeers(), prng: &prng)
+        out += push(published, extra: extra, prng: &prng)
         return nil
     }
 
@@ -282,7 +291,7 @@ struct NetworkState: Sendable {
             _ = executorStream(s, .failed(.deadlineExceeded), backends: &backends, now: now, prng: &prng, into: &out)
         }
         publishMetadata(backends: backends, policy: policy, now: now, into: &out)
-        out += replication.periodicRequest(ledger, peers: membership.alivePeers(), prng: &prng)
+        out += replication.periodicRequest(ledger, peer: membership.randomAlivePeers(1, prng: &prng).first)
         executor.prune(now: now)
         out.append(.setTimer(.period, at: now + period))
     }

@@ -161,11 +161,17 @@ public struct NodeMachine: Sendable {
     public var localModels: [ModelDescriptor] { backends.models }
     public func servesLocally(_ model: String) -> Bool { backends.serves(model) }
     /// Alive peers that advertise at least one model.
-    public var servingPeers: Int { net?.membership.alivePeers().filter { !$0.models.isEmpty }.count ?? 0 }
+    public var servingPeers: Int {
+        var n = 0
+        net?.membership.forEachAlivePeer { if !$0.models.isEmpty { n += 1 } }
+        return n
+    }
     /// Models reachable through alive peers, by name.
     public var networkModels: [ModelDescriptor] {
         var seen = Set<String>()
-        return (net?.membership.alivePeers().flatMap(\.models) ?? []).filter { seen.insert($0.name).inserted }.sorted { $0.name < $1.name }
+        var out: [ModelDescriptor] = []
+        net?.membership.forEachAlivePeer { r in out += r.models.filter { seen.insert($0.name).inserted } }
+        return out.sorted { $0.name < $1.name }
     }
     /// Requests in progress (waiting or running) and waiting for placement.
     public var activeRequests: Int { requests.count }

@@ -49,8 +49,9 @@ extension NodeMachine {
             return out.append(.notify(.duelSkipped(job: job, reason: .tooFewExecutors)))
         }
         let (e1, e2) = (order[0], order[1])
-        let candidates = net.membership.alivePeers().filter(\.judging).map {
-            (node: $0.node, stake: net.ledger.effectiveStake(declared: $0.stake, of: $0.node))
+        var candidates: [(node: NodeID, stake: Credits)] = []
+        net.membership.forEachAlivePeer { r in
+            if r.judging { candidates.append((r.node, net.ledger.effectiveStake(declared: r.stake, of: r.node))) }
         }
         guard let judges = JudgePanel.select(job: job, requester: net.me, executors: e1, e2, candidates: candidates,
                                              count: p.judgesPerDuel, crypto: net.crypto) else {
