@@ -9,7 +9,8 @@ import WWWSimLab
 struct SimCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sim", abstract: "Run the protocol core in the deterministic simulator.",
-        subcommands: [SimRunCommand.self, SimSweepCommand.self, SimFuzzCommand.self, ConvergenceCommand.self, MassStartCommand.self])
+        subcommands: [SimRunCommand.self, SimSweepCommand.self, SimFuzzCommand.self, SimScaleCommand.self, ConvergenceCommand.self,
+                      MassStartCommand.self])
 }
 
 /// `wwwserve sim convergence`: periods until a join, a leave and a crash are known by all
@@ -205,6 +206,44 @@ struct SimFuzzCommand: ParsableCommand {
             print("failing seeds: " + failed.map { String($0.fuzzCase.seed) }.joined(separator: " ") + " (replay: wwwserve sim fuzz --seed S)")
             throw ExitCode(1)
         }
+    }
+}
+
+/// `wwwserve sim scale`: full node machines at several network sizes — periods until a
+/// join, a leave and a crash are known by all, gossip bytes, offload decision cost and the
+/// simulator's own speed and memory.
+struct SimScaleCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scale",
+        abstract: "Membership periods, gossip bytes, decision cost and simulator speed at several network sizes.",
+        discussion: "Writes scale.csv, scale.svg and report.md. Run sizes from small to large: peak memory is the process's.")
+
+    @Option(help: "Comma-separated network sizes (3 to 20000).") var nodes = "10,100,1000"
+    @Option(help: "Seed.") var seed: UInt64 = 1
+    @Option(help: "Offloaded requests whose decision is timed.") var decisions = 20
+    @Option(help: "Output directory.") var out = "docs/experiments/scale"
+
+    func run() throws {
+        let sizes = nodes.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !sizes.isEmpty, sizes.allSatisfy({ ($0 ?? 0) >= 3 && ($0 ?? 0) <= 20_000 }) else {
+            throw ValidationError("--nodes must list sizes between 3 and 20000")
+        }
+        guard (1...1_000).contains(decisions) else { throw ValidationError("--decisions in 1...1000") }
+        try SimRunCommand.writable(out)
+        var results: [ScaleResult] = []
+        for n in sizes.compactMap({ $0 }) {
+            let r = ScaleExperiment.run(n: n, seed: seed, decisions: decisions) { phase in
+                FileHandle.standardError.write(Data("  \(n) nodes: \(phase)…\n".utf8))
+            }
+            print("\(n) nodes: bootstrap \(ScaleReport.p(r.bootstrapPeriods)), join \(ScaleReport.p(r.joinPeriods)), "
+                + "leave \(ScaleReport.p(r.leavePeriods)), crash \(ScaleReport.p(r.crashPeriods)) periods; "
+                + String(format: "%.0f B/node/s; decision %.0f µs; %.1f s wall, %.0f MiB", r.bytesPerNodePerSecond, r.decisionMeanMicros,
+                         r.wallSeconds, r.peakRSSMiB))
+            results.append(r)
+            try ScaleReport(results: results, command: "wwwserve sim scale --nodes \(nodes) --seed \(seed) --decisions \(decisions) --out \(out)")
+                .write(to: out)
+        }
+        print("wrote \(out)/: scale.csv, scale.svg, report.md")
     }
 }
 

@@ -57,12 +57,36 @@ public struct Membership: Sendable {
 
     /// A peer-table entry: the subject's latest signed record plus a verdict at exactly
     /// that record's incarnation (if any).
+    ///
+    /// 24 bytes: every node holds one per member (10,000 nodes: 10⁸ entries in a
+    /// simulation), so the rare verdict is boxed and "not vouched" is a sentinel.
     struct Entry: Sendable {
+        final class VerdictBox: Sendable {
+            let verdict: MemberVerdict
+            init(_ v: MemberVerdict) { verdict = v }
+        }
+
         var signed: Signed<MemberRecord>
-        var verdict: MemberVerdict?
+        private var verdictBox: VerdictBox?
+        private var vouchedNanos = Int64.min
+
+        init(signed: Signed<MemberRecord>, verdict: MemberVerdict?, vouchedUntil: Instant?) {
+            self.signed = signed
+            self.verdict = verdict
+            self.vouchedUntil = vouchedUntil
+        }
+
+        var verdict: MemberVerdict? {
+            get { verdictBox?.verdict }
+            set { verdictBox = newValue.map(VerdictBox.init) }
+        }
+
         /// The subject sent this node an authenticated message recently: claims about it
         /// are ignored until then.
-        var vouchedUntil: Instant? = nil
+        var vouchedUntil: Instant? {
+            get { vouchedNanos == .min ? nil : Instant(nanoseconds: vouchedNanos) }
+            set { vouchedNanos = newValue?.nanoseconds ?? .min }
+        }
 
         var status: MemberStatus { signed.value.status == .left ? .left : (verdict?.status ?? .alive) }
         var incarnation: UInt64 { signed.value.incarnation }
@@ -73,6 +97,13 @@ public struct Membership: Sendable {
             return r
         }
         var digestEntry: MembershipDigestEntry { MembershipDigestEntry(node: signed.value.node, incarnation: incarnation, status: status) }
+        var digestState: DigestState { DigestState(incarnation: incarnation, status: status) }
+    }
+
+    /// A member's version as digests show it (16 bytes, beside its id in `order`).
+    struct DigestState: Hashable, Sendable {
+        var incarnation: UInt64
+        var status: MemberStatus
     }
 
     struct ProbeTarget: Hashable, Sendable {
@@ -147,6 +178,9 @@ public struct Membership: Sendable {
     var entries: [NodeID: Entry] = [:]
     /// Sorted keys of `entries` (deterministic iteration; dictionaries are not).
     var order: [NodeID] = []
+    /// `states[i]` is the incarnation and effective status of `order[i]`, so digests of a
+    /// range are read off two arrays instead of a lookup per member.
+    var states: [DigestState] = []
     /// Entries whose status is alive or suspect.
     var liveCount = 0
     var rumors: RumorQueue
@@ -601,9 +635,9 @@ extension Membership {
         // a node that already forgot it would restart its TTL there and keep it forever.
         var newer: [NodeID] = []
         if d.covers(nodeID), isNewer(localDigestEntry, than: theirs[nodeID]) { newer.append(nodeID) }
-        for id in idsInRange(d) {
-            let mine = entries[id]!.digestEntry
-            if isNewer(mine, than: theirs[id]) && !(mine.status.isTombstone && theirs[id] == nil) { newer.append(id) }
+        for mine in digestsInRange(d) {
+            let their = theirs[mine.node]
+            if isNewer(mine, than: their) && !(mine.status.isTombstone && their == nil) { newer.append(mine.node) }
         }
         var wants: [NodeID] = []
         for e in d.entries.prefix(config.maxDigestEntries) {
@@ -626,7 +660,7 @@ extension Membership {
     /// A summary that does not match ours is answered with our full digest of its range
     /// (truncated to `maxDigestEntries`, the upper bound shrinking accordingly).
     mutating func answerSummary(_ d: MembershipDigest, fingerprint: UInt64, reply: MembershipDestination, into out: inout [MembershipDirective]) {
-        var mine = idsInRange(d).map { entries[$0]!.digestEntry }
+        var mine = Array(digestsInRange(d))
         if d.covers(nodeID) { mine.insert(localDigestEntry, at: mine.firstIndex { nodeID < $0.node } ?? mine.count) }
         guard MembershipDigest.fingerprint(of: mine) != fingerprint else { return }
         var full = MembershipDigest(lowerBound: d.lowerBound, upperBound: d.upperBound, entries: Array(mine.prefix(config.maxDigestEntries)))
@@ -657,11 +691,16 @@ extension Membership {
         MembershipDigestEntry(node: nodeID, incarnation: localRecord.value.incarnation, status: localRecord.value.status)
     }
 
-    /// Ids of `entries` inside the digest's range, in order.
-    func idsInRange(_ d: MembershipDigest) -> ArraySlice<NodeID> {
+    /// Digest entries of the members inside the digest's range, in order.
+    func digestsInRange(_ d: MembershipDigest) -> LazyMapSequence<Range<Int>, MembershipDigestEntry> {
         let lo = d.lowerBound.map { lowerIndex(of: $0) } ?? 0
         let hi = d.upperBound.map { upperIndex(of: $0) } ?? order.count
-        return lo < hi ? order[lo..<hi] : []
+        return (lo..<max(lo, hi)).lazy.map { digestEntry(at: $0) }
+    }
+
+    /// The digest entry of `order[i]`.
+    func digestEntry(at i: Int) -> MembershipDigestEntry {
+        MembershipDigestEntry(node: order[i], incarnation: states[i].incarnation, status: states[i].status)
     }
 
     /// The next digest: up to `maxDigestEntries` consecutive ids (self included) from the
@@ -679,8 +718,7 @@ extension Membership {
         var entries: [MembershipDigestEntry] = []
         entries.reserveCapacity(end - start)
         for k in start..<end {
-            let n = id(at: k)
-            entries.append(n == nodeID ? localDigestEntry : self.entries[n]!.digestEntry)
+            entries.append(k < mine ? digestEntry(at: k) : (k == mine ? localDigestEntry : digestEntry(at: k - 1)))
         }
         let lower: NodeID? = start == 0 ? nil : id(at: start)
         let upper: NodeID? = end == count ? nil : id(at: end - 1)
@@ -964,12 +1002,20 @@ extension Membership {
         if old?.isLive == true { liveCount -= 1 }
         if e?.isLive == true { liveCount += 1 }
         switch (old, e) {
-        case (nil, .some): order.insert(id, at: lowerIndex(of: id))
-        case (.some, nil): order.remove(at: lowerIndex(of: id))
-        default: break
+        case (nil, .some(let new)):
+            let i = lowerIndex(of: id)
+            order.insert(id, at: i)
+            states.insert(new.digestState, at: i)
+        case (.some, nil):
+            let i = lowerIndex(of: id)
+            order.remove(at: i)
+            states.remove(at: i)
+        case (.some(let before), .some(let new)):
+            if before.digestState != new.digestState { states[lowerIndex(of: id)] = new.digestState }
+        case (nil, nil): break
         }
         entries[id] = e
-        assert(order.count == entries.count && liveCount >= 0, "table bookkeeping")
+        assert(order.count == entries.count && states.count == order.count && liveCount >= 0, "table bookkeeping")
     }
 }
 
