@@ -210,10 +210,11 @@ public struct SimNode: SimulatedProcess {
             restored: NodeRestoreState(events: store.events, genesis: genesis, crypto: SimCrypto(), config: config.ledger,
                                        incarnation: store.incarnation, jobSequenceFloor: store.jobSequence))
         machine = NodeMachine(config: config.machine, network: setup, seed: seed)
+        nodeID = setup.signer.nodeID
         for b in config.machine.backends { engines[b.name] = SimEngine(profile: config.engine, capacity: b.capacity) }
     }
 
-    public var nodeID: NodeID { machine.nodeID! }
+    public let nodeID: NodeID
     public var membership: Membership { machine.membership! }
     public var ledger: Ledger { machine.ledger! }
     /// Requests running on this node's engines now (not those waiting).

@@ -118,6 +118,8 @@ public struct SimStats: Hashable, Sendable {
     public var unroutable = 0
     /// Messages dropped because the receiver's inbound queue was full.
     public var shed = 0
+    /// The most events (messages in flight, timers) queued at once.
+    public var peakQueued = 0
     public init() {}
 }
 
@@ -254,6 +256,7 @@ public struct Simulation<P: SimulatedProcess> {
                 limitHit = true
                 return false
             }
+            if queue.count > stats.peakQueued { stats.peakQueued = queue.count }
             let e = queue.pop()!
             now = t
             eventsProcessed += 1

@@ -15,8 +15,11 @@ public struct ScaleResult: Hashable, Sendable {
     public var nodes: Int
     public var seed: UInt64
     /// All nodes started within the first second through one seed: periods until every
-    /// node holds every other alive.
+    /// node holds every other alive. Nil with `preloaded`.
     public var bootstrapPeriods: Int?
+    /// The tables were filled by handing each node every member's signed record directly
+    /// (through its own membership `receive`), instead of by gossip from one seed.
+    public var preloaded = false
     /// A new node joins through a random member: periods until all hold it alive.
     public var joinPeriods: Int?
     /// A random node leaves gracefully: periods until no other node holds it alive or suspect.
@@ -45,6 +48,8 @@ public struct ScaleResult: Hashable, Sendable {
     public var events: Int
     public var wallSeconds: Double
     public var peakRSSMiB: Double
+    /// The most simulator events (messages in flight and timers) queued at once.
+    public var peakQueued = 0
 
     /// Wall microseconds per simulated node-second.
     public var wallMicrosPerNodeSecond: Double { wallSeconds * 1e6 / max(1e-9, simulatedSeconds * Double(nodes)) }
@@ -55,7 +60,13 @@ public struct ScaleResult: Hashable, Sendable {
 public enum ScaleExperiment {
     /// Runs bootstrap, 10 s of steady state, `decisions` offloaded requests, one join, one
     /// leave and one crash. `progress` gets a phase name as each one starts.
-    public static func run(n: Int, seed: UInt64, decisions: Int = 20, maxPeriods: Int = 300,
+    ///
+    /// `preload`: instead of bootstrapping by gossip through one seed (at N nodes every
+    /// table must learn N records, 16 per push-pull answer: hundreds of periods at 10,000),
+    /// hand every node every member's signed record, 64 per `states` message, straight
+    /// into its own `receive` — the records are the members' real signed ones and pass the
+    /// same checks; only the transport is skipped. Then the same measurements.
+    public static func run(n: Int, seed: UInt64, decisions: Int = 20, maxPeriods: Int = 300, preload: Bool = false,
                            progress: ((String) -> Void)? = nil) -> ScaleResult {
         precondition(n >= 3 && decisions >= 1 && maxPeriods >= 1, "at least three nodes, one decision, one period")
         let wallStart = ContinuousClock.now
@@ -85,10 +96,21 @@ public enum ScaleExperiment {
             return nil
         }
 
-        progress?("bootstrap")
         let total = n + 1
-        let booted = until { s in s.nodes.indices.allSatisfy { !s.participates($0) || s.nodes[$0].process.membership.aliveMemberCount == total } }
-        var r = ScaleResult(nodes: n, seed: seed, bootstrapPeriods: periods(since: start, booted),
+        func converged(_ s: Simulation<SimNode>) -> Bool {
+            s.nodes.indices.allSatisfy { !s.participates($0) || s.nodes[$0].process.membership.aliveMemberCount == total }
+        }
+        var booted: Instant?
+        if preload {
+            progress?("preload")
+            sim.run(for: period * 2)
+            preloadTables(&sim)
+            booted = until(converged)
+        } else {
+            progress?("bootstrap")
+            booted = until(converged)
+        }
+        var r = ScaleResult(nodes: n, seed: seed, bootstrapPeriods: preload ? nil : periods(since: start, booted), preloaded: preload,
                             suspicionPeriods: MembershipMath.suspicionTimeout(members: total, config: provider.membership).seconds / period.seconds,
                             messagesPerNodePerSecond: 0, bytesPerNodePerSecond: 0, maxBytesPerNodePerSecond: 0,
                             decisionMeanMicros: 0, decisionMaxMicros: 0, decisions: decisions, decisionsAnswered: 0,
@@ -156,7 +178,24 @@ public enum ScaleExperiment {
         let wall = ContinuousClock.now - wallStart
         r.wallSeconds = Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18
         r.peakRSSMiB = peakRSSMiB()
+        r.peakQueued = sim.stats.peakQueued
         return r
+    }
+
+    /// Hands every participating node every member's current signed record, in `states`
+    /// messages of 64 from node 0, through the node's own receive path.
+    static func preloadTables(_ sim: inout Simulation<SimNode>) {
+        let records = sim.nodes.indices.filter { sim.participates($0) }.compactMap { i in
+            sim.nodes[i].process.membership.signedRecord(of: sim.nodes[i].process.nodeID)
+        }
+        let from = sim.nodes[0].process.nodeID
+        let chunks = stride(from: 0, to: records.count, by: 64).map { Array(records[$0..<min(records.count, $0 + 64)]) }
+        for i in sim.nodes.indices where sim.participates(i) {
+            for c in chunks {
+                let m = SimWire.peer(.membership(MembershipMessage(.states(c.map { .record($0) }))), from: i == 0 ? records[1].value.node : from)
+                sim.perform(on: i) { p, now in p.receive(m, fromAddress: SimAddress.of(0), now: now) }
+            }
+        }
     }
 
     /// This process's peak resident set size so far, in MiB (0 where unknown).
@@ -182,6 +221,7 @@ public struct ScaleReport {
     }
 
     public static func p(_ v: Int?) -> String { v.map(String.init) ?? "never" }
+    public static func bootstrap(_ r: ScaleResult) -> String { r.preloaded ? "preloaded" : p(r.bootstrapPeriods) }
 
     public var csv: String {
         var out = "nodes,seed,bootstrap_periods,join_periods,leave_periods,crash_periods,suspicion_periods,messages_per_node_s,"
@@ -189,7 +229,7 @@ public struct ScaleReport {
             + "wall_us_per_node_s,peak_rss_mib\n"
         for r in results {
             let f = ScenarioReport.f
-            out += [String(r.nodes), String(r.seed), Self.p(r.bootstrapPeriods), Self.p(r.joinPeriods), Self.p(r.leavePeriods),
+            out += [String(r.nodes), String(r.seed), Self.bootstrap(r), Self.p(r.joinPeriods), Self.p(r.leavePeriods),
                     Self.p(r.crashPeriods), f(r.suspicionPeriods, 1), f(r.messagesPerNodePerSecond, 1), f(r.bytesPerNodePerSecond, 0),
                     f(r.maxBytesPerNodePerSecond, 0), f(r.decisionMeanMicros, 1), f(r.decisionMaxMicros, 1), String(r.decisions),
                     String(r.decisionsAnswered), f(r.simulatedSeconds, 0), String(r.events), f(r.wallSeconds, 1),
@@ -215,7 +255,7 @@ public struct ScaleReport {
         md += "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         let f = ScenarioReport.f
         for r in results {
-            md += "| \(r.nodes) | \(Self.p(r.bootstrapPeriods)) | \(Self.p(r.joinPeriods)) | \(Self.p(r.leavePeriods)) | "
+            md += "| \(r.nodes) | \(Self.bootstrap(r)) | \(Self.p(r.joinPeriods)) | \(Self.p(r.leavePeriods)) | "
                 + "\(Self.p(r.crashPeriods)) (\(f(r.suspicionPeriods, 1))) | \(f(r.messagesPerNodePerSecond, 1)) | "
                 + "\(f(r.bytesPerNodePerSecond, 0)) (\(f(r.maxBytesPerNodePerSecond, 0))) | \(f(r.decisionMeanMicros, 0)) (\(f(r.decisionMaxMicros, 0))) | "
                 + "\(r.decisionsAnswered)/\(r.decisions) | \(f(r.wallSeconds, 1)) | \(f(r.wallMicrosPerNodeSecond, 1)) | \(f(r.peakRSSMiB, 0)) |\n"

@@ -221,6 +221,8 @@ struct SimScaleCommand: ParsableCommand {
     @Option(help: "Comma-separated network sizes (3 to 20000).") var nodes = "10,100,1000"
     @Option(help: "Seed.") var seed: UInt64 = 1
     @Option(help: "Offloaded requests whose decision is timed.") var decisions = 20
+    @Option(help: "Sizes above this start from preloaded tables instead of a gossip bootstrap through one seed.")
+    var gossipBootstrapMax = 2_000
     @Option(help: "Output directory.") var out = "docs/experiments/scale"
 
     func run() throws {
@@ -232,15 +234,16 @@ struct SimScaleCommand: ParsableCommand {
         try SimRunCommand.writable(out)
         var results: [ScaleResult] = []
         for n in sizes.compactMap({ $0 }) {
-            let r = ScaleExperiment.run(n: n, seed: seed, decisions: decisions) { phase in
+            let r = ScaleExperiment.run(n: n, seed: seed, decisions: decisions, preload: n > gossipBootstrapMax) { phase in
                 FileHandle.standardError.write(Data("  \(n) nodes: \(phase)…\n".utf8))
             }
-            print("\(n) nodes: bootstrap \(ScaleReport.p(r.bootstrapPeriods)), join \(ScaleReport.p(r.joinPeriods)), "
+            print("\(n) nodes: bootstrap \(ScaleReport.bootstrap(r)), join \(ScaleReport.p(r.joinPeriods)), "
                 + "leave \(ScaleReport.p(r.leavePeriods)), crash \(ScaleReport.p(r.crashPeriods)) periods; "
-                + String(format: "%.0f B/node/s; decision %.0f µs; %.1f s wall, %.0f MiB", r.bytesPerNodePerSecond, r.decisionMeanMicros,
-                         r.wallSeconds, r.peakRSSMiB))
+                + String(format: "%.0f B/node/s; decision %.0f µs; %.1f s wall, %.0f MiB; %d events queued at most", r.bytesPerNodePerSecond, r.decisionMeanMicros,
+                         r.wallSeconds, r.peakRSSMiB, r.peakQueued))
             results.append(r)
-            try ScaleReport(results: results, command: "wwwserve sim scale --nodes \(nodes) --seed \(seed) --decisions \(decisions) --out \(out)")
+            try ScaleReport(results: results, command: "wwwserve sim scale --nodes \(nodes) --seed \(seed) --decisions \(decisions) "
+                            + "--gossip-bootstrap-max \(gossipBootstrapMax) --out \(out)")
                 .write(to: out)
         }
         print("wrote \(out)/: scale.csv, scale.svg, report.md")

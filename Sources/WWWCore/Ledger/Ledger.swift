@@ -154,6 +154,10 @@ public struct Ledger: Sendable {
 
     /// Per author with a non-empty chain.
     private var authors: [NodeID: AuthorState] = [:]
+    /// Each chain's high-water and fingerprint, kept beside `authors`: every sync message
+    /// carries both, and reading them out of `authors` copied every author's state.
+    private var highWaters: [NodeID: UInt64] = [:]
+    private var chainFingerprints: [NodeID: UInt64] = [:]
     /// Per author, validated events past a gap, by authorSeq (one per slot).
     private var buffer: [NodeID: [UInt64: LedgerEvent]] = [:]
     /// Events in `buffer`.
@@ -273,9 +277,7 @@ public struct Ledger: Sendable {
     }
 
     /// The Scuttlebutt digest: `{author: highest contiguous authorSeq}` for every author held.
-    public func digest() -> [NodeID: UInt64] {
-        authors.mapValues(\.highWater)
-    }
+    public func digest() -> [NodeID: UInt64] { highWaters }
 
     static let fingerprintSeed: UInt64 = 0xcbf2_9ce4_8422_2325
 
@@ -294,9 +296,8 @@ public struct Ledger: Sendable {
     /// in that chain: an equivocation the digest alone cannot show. Proven equivocators are
     /// left out (their replicas differ for good, and the proof already travels).
     public func fingerprints() -> [NodeID: UInt64] {
-        var out: [NodeID: UInt64] = [:]
-        for (a, st) in authors where proofs[a] == nil && st.highWater > 0 { out[a] = st.fingerprint }
-        return out
+        guard !proofs.isEmpty else { return chainFingerprints }
+        return chainFingerprints.filter { proofs[$0.key] == nil }
     }
 
     /// For every author whose chain the remote holds to the same high-water but with a
@@ -339,7 +340,7 @@ public struct Ledger: Sendable {
     }
 
     /// The highest contiguous authorSeq held for `author` (0 when none).
-    public func highWater(of author: NodeID) -> UInt64 { authors[author]?.highWater ?? 0 }
+    public func highWater(of author: NodeID) -> UInt64 { highWaters[author] ?? 0 }
 
     /// Up to `limit` chain events the remote lacks given its digest, as runs by (author,
     /// authorSeq): each author's run starts right after the remote's high-water, so the
@@ -577,6 +578,8 @@ public struct Ledger: Sendable {
         let latest = st.latestCreatedAt
         st.highWater += 1
         st.fingerprint = Self.fold(st.fingerprint, event.id)
+        highWaters[event.author] = st.highWater
+        chainFingerprints[event.author] = st.fingerprint
         st.recent.append(event)
         if st.recent.count > config.recentPerAuthor { st.recent.removeFirst(st.recent.count - config.recentPerAuthor) }
         chainedCount += 1

@@ -143,12 +143,14 @@ public struct NodeMachine: Sendable {
         prng = SeededPRNG(seed: seed ^ 0x5EED)
         net = network.map { NetworkState($0, seed: seed) }
         net?.judging = config.duel.judge
+        nodeID = network?.signer.nodeID
     }
 
     // MARK: Queries
 
-    /// This node's id (nil: standalone).
-    public var nodeID: NodeID? { net?.me }
+    /// This node's id (nil: standalone). Stored: reading `net?.me` copied the whole
+    /// network state (the simulator asked for it at every directive).
+    public let nodeID: NodeID?
     public var membership: Membership? { net?.membership }
     public var ledger: Ledger? { net?.ledger }
     /// What restoring the stored events found (network nodes).
