@@ -223,6 +223,8 @@ public struct SVGPlot {
     public var series: [(String, [(Double, Double)])]
     /// Vertical lines at x with a label (events).
     public var markers: [(Double, String)] = []
+    /// The x axis' tick labels (default: the value, no decimals).
+    public var xTickLabel: (Double) -> String = { String(format: "%.0f", $0) }
 
     public init(title: String, xLabel: String, yLabel: String, yRange: ClosedRange<Double>? = nil, series: [(String, [(Double, Double)])]) {
         self.title = title
@@ -252,7 +254,7 @@ public struct SVGPlot {
             let y = y0 + (y1 - y0) * Double(k) / 4, x = x0 + (x1 - x0) * Double(k) / 4
             svg += "<text x=\"\(f(left - 6))\" y=\"\(f(py(y) + 4))\" text-anchor=\"end\">\(String(format: "%.2f", y))</text>\n"
             svg += "<line x1=\"\(f(left))\" y1=\"\(f(py(y)))\" x2=\"\(f(w - right))\" y2=\"\(f(py(y)))\" stroke=\"#ddd\"/>\n"
-            svg += "<text x=\"\(f(px(x)))\" y=\"\(f(h - bottom + 18))\" text-anchor=\"middle\">\(String(format: "%.0f", x))</text>\n"
+            svg += "<text x=\"\(f(px(x)))\" y=\"\(f(h - bottom + 18))\" text-anchor=\"middle\">\(esc(xTickLabel(x)))</text>\n"
         }
         svg += "<text x=\"\(f((left + w - right) / 2))\" y=\"\(f(h - 15))\" text-anchor=\"middle\">\(esc(xLabel))</text>\n"
         svg += "<text transform=\"translate(18,\(f((top + h - bottom) / 2))) rotate(-90)\" text-anchor=\"middle\">\(esc(yLabel))</text>\n"

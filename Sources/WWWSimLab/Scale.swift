@@ -226,14 +226,14 @@ public struct ScaleReport {
     public var csv: String {
         var out = "nodes,seed,bootstrap_periods,join_periods,leave_periods,crash_periods,suspicion_periods,messages_per_node_s,"
             + "bytes_per_node_s,max_bytes_per_node_s,decision_mean_us,decision_max_us,decisions,answered,simulated_s,events,wall_s,"
-            + "wall_us_per_node_s,peak_rss_mib\n"
+            + "wall_us_per_node_s,peak_rss_mib,peak_events_queued\n"
         for r in results {
             let f = ScenarioReport.f
             out += [String(r.nodes), String(r.seed), Self.bootstrap(r), Self.p(r.joinPeriods), Self.p(r.leavePeriods),
                     Self.p(r.crashPeriods), f(r.suspicionPeriods, 1), f(r.messagesPerNodePerSecond, 1), f(r.bytesPerNodePerSecond, 0),
                     f(r.maxBytesPerNodePerSecond, 0), f(r.decisionMeanMicros, 1), f(r.decisionMaxMicros, 1), String(r.decisions),
                     String(r.decisionsAnswered), f(r.simulatedSeconds, 0), String(r.events), f(r.wallSeconds, 1),
-                    f(r.wallMicrosPerNodeSecond, 1), f(r.peakRSSMiB, 0)].joined(separator: ",") + "\n"
+                    f(r.wallMicrosPerNodeSecond, 1), f(r.peakRSSMiB, 0), String(r.peakQueued)].joined(separator: ",") + "\n"
         }
         return out
     }
@@ -243,25 +243,29 @@ public struct ScaleReport {
         func series(_ name: String, _ v: (ScaleResult) -> Int?) -> (String, [(Double, Double)]) {
             (name, results.compactMap { r in v(r).map { (log10(Double(r.nodes)), Double($0)) } })
         }
-        return SVGPlot(title: "Periods until known by all", xLabel: "log10(nodes)", yLabel: "gossip periods (1 s)",
-                       series: [series("join", \.joinPeriods), series("leave", \.leavePeriods), series("crash", \.crashPeriods),
-                                series("bootstrap", \.bootstrapPeriods)]).render()
+        var plot = SVGPlot(title: "Periods until known by all", xLabel: "nodes (log scale)", yLabel: "gossip periods (1 s)",
+                           series: [series("join", \.joinPeriods), series("leave", \.leavePeriods), series("crash", \.crashPeriods),
+                                    series("bootstrap", \.bootstrapPeriods)].filter { !$0.1.isEmpty })
+        plot.xTickLabel = { String(format: "%.0f", pow(10, $0)) }
+        return plot.render()
     }
 
     public var markdown: String {
         var md = "# Scale: membership, gossip, decisions and simulator speed by network size\n\n"
         md += "Regenerate with:\n\n    \(command)\n\n"
-        md += "| nodes | bootstrap | join | leave | crash (suspicion) | msgs/node/s | bytes/node/s (max) | decision µs mean (max) | answered | wall s | µs per node-second | peak RSS MiB |\n"
-        md += "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        md += "| nodes | bootstrap | join | leave | crash (suspicion) | msgs/node/s | bytes/node/s (max) | decision µs mean (max) | answered | wall s | µs per node-second | peak RSS MiB | events queued (max) |\n"
+        md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         let f = ScenarioReport.f
         for r in results {
             md += "| \(r.nodes) | \(Self.bootstrap(r)) | \(Self.p(r.joinPeriods)) | \(Self.p(r.leavePeriods)) | "
                 + "\(Self.p(r.crashPeriods)) (\(f(r.suspicionPeriods, 1))) | \(f(r.messagesPerNodePerSecond, 1)) | "
                 + "\(f(r.bytesPerNodePerSecond, 0)) (\(f(r.maxBytesPerNodePerSecond, 0))) | \(f(r.decisionMeanMicros, 0)) (\(f(r.decisionMaxMicros, 0))) | "
-                + "\(r.decisionsAnswered)/\(r.decisions) | \(f(r.wallSeconds, 1)) | \(f(r.wallMicrosPerNodeSecond, 1)) | \(f(r.peakRSSMiB, 0)) |\n"
+                + "\(r.decisionsAnswered)/\(r.decisions) | \(f(r.wallSeconds, 1)) | \(f(r.wallMicrosPerNodeSecond, 1)) | \(f(r.peakRSSMiB, 0)) | \(r.peakQueued) |\n"
         }
-        md += "\nPeriods are 1 s gossip periods until every participating node agreed; wall times, decision costs and "
-            + "memory are of one simulator process on this machine (peak RSS is cumulative over the sizes of one run).\n"
+        md += "\nColumns: docs/experiments/README.md, \"Scale\". Periods are 1 s gossip periods until every participating "
+            + "node agreed; wall times, decision costs and memory are of one simulator process on this machine (peak RSS is "
+            + "cumulative over the sizes of one run; the first size's largest decision includes warm-up).\n"
+        md += "\n![Periods until known by all](scale.svg)\n"
         return md
     }
 

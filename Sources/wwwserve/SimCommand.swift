@@ -218,33 +218,49 @@ struct SimScaleCommand: ParsableCommand {
         abstract: "Membership periods, gossip bytes, decision cost and simulator speed at several network sizes.",
         discussion: "Writes scale.csv, scale.svg and report.md. Run sizes from small to large: peak memory is the process's.")
 
-    @Option(help: "Comma-separated network sizes (3 to 20000).") var nodes = "10,100,1000"
+    @Option(help: "Comma-separated network sizes, 3 to 20000 each (run in ascending order).") var nodes = "10,100,1000"
     @Option(help: "Seed.") var seed: UInt64 = 1
-    @Option(help: "Offloaded requests whose decision is timed.") var decisions = 20
-    @Option(help: "Sizes above this start from preloaded tables instead of a gossip bootstrap through one seed.")
+    @Option(help: "Offloaded requests whose decision is timed (1 to 1000).") var decisions = 20
+    @Option(help: "Sizes above this start from preloaded tables instead of a gossip bootstrap through one seed (negative: preload all).")
     var gossipBootstrapMax = 2_000
     @Option(help: "Output directory.") var out = "docs/experiments/scale"
 
-    func run() throws {
-        let sizes = nodes.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !sizes.isEmpty, sizes.allSatisfy({ ($0 ?? 0) >= 3 && ($0 ?? 0) <= 20_000 }) else {
-            throw ValidationError("--nodes must list sizes between 3 and 20000")
+    /// The sizes, ascending and without repeats; throws naming a bad entry.
+    static func sizes(_ list: String) throws -> [Int] {
+        var out: [Int] = []
+        for part in list.split(separator: ",", omittingEmptySubsequences: false) {
+            let t = part.trimmingCharacters(in: .whitespaces)
+            guard let n = Int(t), t.first != "+", (3...20_000).contains(n) else {
+                throw ValidationError("--nodes: '\(t)' is not a size between 3 and 20000")
+            }
+            out.append(n)
         }
-        guard (1...1_000).contains(decisions) else { throw ValidationError("--decisions in 1...1000") }
+        return Array(Set(out)).sorted()
+    }
+
+    func run() throws {
+        let sizes = try Self.sizes(nodes)
+        guard (1...1_000).contains(decisions) else { throw ValidationError("--decisions must be in 1...1000") }
         try SimRunCommand.writable(out)
+        let list = sizes.map(String.init).joined(separator: ",")
+        let quotedOut = out.contains(where: { " \"'$\\".contains($0) }) ? "'\(out.replacingOccurrences(of: "'", with: "'\\''"))'" : out
+        let command = "wwwserve sim scale --nodes \(list) --seed \(seed) --decisions \(decisions) --gossip-bootstrap-max \(gossipBootstrapMax) --out \(quotedOut)"
         var results: [ScaleResult] = []
-        for n in sizes.compactMap({ $0 }) {
+        for n in sizes {
             let r = ScaleExperiment.run(n: n, seed: seed, decisions: decisions, preload: n > gossipBootstrapMax) { phase in
                 FileHandle.standardError.write(Data("  \(n) nodes: \(phase)…\n".utf8))
             }
             print("\(n) nodes: bootstrap \(ScaleReport.bootstrap(r)), join \(ScaleReport.p(r.joinPeriods)), "
                 + "leave \(ScaleReport.p(r.leavePeriods)), crash \(ScaleReport.p(r.crashPeriods)) periods; "
-                + String(format: "%.0f B/node/s; decision %.0f µs; %.1f s wall, %.0f MiB; %d events queued at most", r.bytesPerNodePerSecond, r.decisionMeanMicros,
-                         r.wallSeconds, r.peakRSSMiB, r.peakQueued))
+                + String(format: "%.0f B/node/s; decision %.0f µs; %.1f s wall, %.0f MiB; %d events queued at most", r.bytesPerNodePerSecond,
+                         r.decisionMeanMicros, r.wallSeconds, r.peakRSSMiB, r.peakQueued))
+            fflush(nil)   // every stream: the line shows at once when stdout is a pipe
             results.append(r)
-            try ScaleReport(results: results, command: "wwwserve sim scale --nodes \(nodes) --seed \(seed) --decisions \(decisions) "
-                            + "--gossip-bootstrap-max \(gossipBootstrapMax) --out \(out)")
-                .write(to: out)
+            do {
+                try ScaleReport(results: results, command: command).write(to: out)
+            } catch {
+                throw ValidationError("--out: cannot write the results into '\(out)': \(error.localizedDescription)")
+            }
         }
         print("wrote \(out)/: scale.csv, scale.svg, report.md")
     }
