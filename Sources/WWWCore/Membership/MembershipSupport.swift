@@ -25,8 +25,12 @@ public struct MembershipConfig: Hashable, Sendable {
     public var maxRumorsPerMessage: Int = 8
     public var maxStatesPerMessage: Int = 16
     public var maxDigestEntries: Int = 64
-    /// Peer-table bound (tombstones included); records of new nodes beyond it are refused.
-    public var maxMembers: Int = 10_000
+    /// Peer-table bound (tombstones included); records of new nodes beyond it are refused
+    /// (`tableFull`). It bounds memory against floods of made-up members (an entry is a
+    /// few hundred bytes in a real node), so it sits well above the largest network
+    /// expected: at 10,000 (the old default) a 10,000-node network refused every newcomer
+    /// (found by `wwwserve sim scale`).
+    public var maxMembers: Int = 100_000
     /// Rumors waiting to be piggybacked; the most-transmitted are evicted first.
     public var maxQueuedRumors: Int = 1_024
     /// Ping-reqs this node relays at once; more are ignored.
