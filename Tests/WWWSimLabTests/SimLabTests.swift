@@ -32,6 +32,20 @@ nodes:
 
 @Suite("sim lab: profiles, scenarios, arrivals, runs")
 struct SimLabTests {
+    /// Every bundled scenario parses and names only bundled profiles (the runs themselves
+    /// are experiments, not tests: the scale benchmarks take minutes).
+    @Test func bundledScenariosParse() throws {
+        let book = try bundledBook()
+        let dir = repoRoot + "/sim/scenarios"
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") }.sorted()
+        #expect(files.count >= 14)
+        for f in files {
+            let s = try Scenario.load(path: dir + "/" + f)
+            #expect(s.name + ".yaml" == f, "a scenario's name is its file's")
+            for g in s.nodes where g.profile != "none" { _ = try book.profile(g.profile) }
+        }
+    }
+
     @Test("the bundled profiles parse, and every number names its source")
     func bundled() throws {
         let book = try bundledBook()
