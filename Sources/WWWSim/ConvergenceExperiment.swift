@@ -99,18 +99,8 @@ public enum ConvergenceExperiment {
         result.joinPeriods = periods(since: t0, joined)
 
         // Graceful leave and crash of two random original nodes (not the seed, not the joiner).
-        func gone(_ id: NodeID) -> (Simulation<MembershipProcess>) -> Bool {
-            { s in
-                s.nodes.indices.allSatisfy { i in
-                    guard s.participates(i) else { return true }
-                    let st = s.nodes[i].process.membership.record(of: id)?.status
-                    return st != .alive && st != .suspect
-                }
-            }
-        }
-        let leaver = 1 + Int(rng.next() % UInt64(n - 1))
-        var crasher = 1 + Int(rng.next() % UInt64(n - 1))
-        if crasher == leaver { crasher = leaver == n - 1 ? 1 : leaver + 1 }
+        func gone(_ id: NodeID) -> (Simulation<MembershipProcess>) -> Bool { { $0.noneHoldsLive(id) } }
+        let (leaver, crasher) = Simulation<MembershipProcess>.leaverAndCrasher(n: n, rng: &rng)
         precondition(joiner == n)
 
         sim.perform(on: leaver) { p, now in p.perform { $0.leave(now: now) } }

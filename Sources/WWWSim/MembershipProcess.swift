@@ -96,7 +96,7 @@ public struct MembershipPacket: Hashable, Sendable {
 }
 
 /// Drives one `Membership` core in a `Simulation`: the simulator's stand-in for the shell.
-public struct MembershipProcess: SimulatedProcess {
+public struct MembershipProcess: MembershipMember {
     public var membership: Membership
     public let seeds: [String]
     /// Notifications (everything but `.send`) in order, when `keepNotifications`.
@@ -116,6 +116,8 @@ public struct MembershipProcess: SimulatedProcess {
     }
 
     public var address: String { membership.localRecord.value.address }
+    public var nodeID: NodeID { membership.nodeID }
+    public var isParticipating: Bool { membership.phase != .left && membership.phase != .idle }
     public var nextDeadline: Instant? { membership.nextDeadline }
 
     public mutating func start(now: Instant) -> [SimSend<MembershipPacket>] {
@@ -166,27 +168,6 @@ extension Simulation where P == MembershipProcess {
         return add(MembershipProcess(membership: m, seeds: seeds), after: delay)
     }
 
-    /// True for a node that is up and has not left.
-    public func participates(_ i: Int) -> Bool {
-        nodes[i].up && nodes[i].process.membership.phase != .left && nodes[i].process.membership.phase != .idle
-    }
-
-    /// True when every participating node holds every other participating node as
-    /// `alive`, and no crashed or departed node as alive or suspect.
-    public func membershipConverged() -> Bool {
-        let live = nodes.indices.filter { participates($0) }
-        let upIDs = live.map { nodes[$0].process.membership.nodeID }
-        let downIDs = nodes.indices.filter { !participates($0) }.map { nodes[$0].process.membership.nodeID }
-        for i in live {
-            let n = nodes[i]
-            let m = n.process.membership
-            for id in upIDs where m.record(of: id)?.status != .alive { return false }
-            for id in downIDs {
-                if let s = m.record(of: id)?.status, s == .alive || s == .suspect { return false }
-            }
-        }
-        return true
-    }
 }
 
 /// Simulated addresses.

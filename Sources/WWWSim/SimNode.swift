@@ -164,7 +164,7 @@ public struct SimNodeCounters: Hashable, Sendable {
 /// This is the simulator's shell: it turns directives into simulated messages, timers and
 /// engine work, and engine and network events into machine inputs — as `NodeRuntime`
 /// does with HTTP, SQLite and real engines. No protocol logic lives here.
-public struct SimNode: SimulatedProcess {
+public struct SimNode: MembershipMember {
     public typealias Message = SimWire
 
     public let index: Int
@@ -216,6 +216,7 @@ public struct SimNode: SimulatedProcess {
 
     public let nodeID: NodeID
     public var membership: Membership { machine.membership! }
+    public var isParticipating: Bool { machine.phase == .running }
     public var ledger: Ledger { machine.ledger! }
     /// Requests running on this node's engines now (not those waiting).
     public var runningOnEngines: Int { engines.values.reduce(0) { $0 + $1.runningCount } }
@@ -548,26 +549,6 @@ extension Simulation where P == SimNode {
             return sends
         }
         return id
-    }
-
-    /// True for a node that is up and has started (and not left).
-    public func participates(_ i: Int) -> Bool {
-        nodes[i].up && nodes[i].process.machine.phase == .running
-    }
-
-    /// Every participating node holds every other as alive and no down node as alive/suspect.
-    public func membershipConverged() -> Bool {
-        let live = nodes.indices.filter { participates($0) }
-        let upIDs = live.map { nodes[$0].process.nodeID }
-        let downIDs = nodes.indices.filter { !participates($0) }.map { nodes[$0].process.nodeID }
-        for i in live {
-            let m = nodes[i].process.membership
-            for id in upIDs where m.record(of: id)?.status != .alive { return false }
-            for id in downIDs {
-                if let s = m.record(of: id)?.status, s == .alive || s == .suspect { return false }
-            }
-        }
-        return true
     }
 
     /// Every participating node holds the same digest, event ids and balances, nothing buffered.

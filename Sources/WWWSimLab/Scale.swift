@@ -152,18 +152,8 @@ public enum ScaleExperiment {
             s.nodes.indices.allSatisfy { !s.participates($0) || $0 == joiner || s.nodes[$0].process.membership.record(of: joinerID)?.status == .alive }
         })
 
-        func gone(_ id: NodeID) -> (Simulation<SimNode>) -> Bool {
-            { s in
-                s.nodes.indices.allSatisfy { i in
-                    guard s.participates(i) else { return true }
-                    let st = s.nodes[i].process.membership.record(of: id)?.status
-                    return st != .alive && st != .suspect
-                }
-            }
-        }
-        let leaver = 1 + Int(rng.next() % UInt64(n - 1))
-        var crasher = 1 + Int(rng.next() % UInt64(n - 1))
-        if crasher == leaver { crasher = leaver == n - 1 ? 1 : leaver + 1 }
+        func gone(_ id: NodeID) -> (Simulation<SimNode>) -> Bool { { $0.noneHoldsLive(id) } }
+        let (leaver, crasher) = Simulation<SimNode>.leaverAndCrasher(n: n, rng: &rng)
         progress?("leave")
         sim.perform(on: leaver) { p, now in p.leave(now: now) }
         t0 = sim.now
