@@ -224,14 +224,11 @@ public struct SimNode: MembershipMember {
     // MARK: SimulatedProcess
 
     public var nextDeadline: Instant? {
-        let t = timers.values.min()
-        let e = engines.values.compactMap(\.nextEvent).min()
-        switch (t, e) {
-        case let (a?, b?): return min(a, b)
-        case let (a?, nil): return a
-        case let (nil, b?): return b
-        default: return nil
-        }
+        var next: Instant? = nil
+        func consider(_ t: Instant?) { if let t, next.map({ t < $0 }) ?? true { next = t } }
+        for t in timers.values { consider(t) }
+        for e in engines.values { consider(e.nextEvent) }
+        return next
     }
 
     public mutating func start(now: Instant) -> [SimSend<SimWire>] { run(.start, now: now) }

@@ -151,6 +151,9 @@ public struct NodeMachine: Sendable {
     /// This node's id (nil: standalone). Stored: reading `net?.me` copied the whole
     /// network state (the simulator asked for it at every directive).
     public let nodeID: NodeID?
+    /// Whether this node is on a network (`net` is set once, in `init`). Tested instead of
+    /// `net != nil`, which copied the whole network state on every input.
+    var isNetworked: Bool { nodeID != nil }
     public var membership: Membership? { net?.membership }
     public var ledger: Ledger? { net?.ledger }
     /// What restoring the stored events found (network nodes).
@@ -219,7 +222,7 @@ public struct NodeMachine: Sendable {
     private mutating func start(now: Instant, into out: inout [NodeDirective]) {
         guard phase == .idle else { return }
         phase = .running
-        guard net != nil else { return }
+        guard isNetworked else { return }
         // Before `start` the membership only records the metadata in its first self-record.
         net!.publishMetadata(backends: backends, policy: config.policy, now: now, into: &out)
         let seeds = net!.seeds
@@ -230,17 +233,17 @@ public struct NodeMachine: Sendable {
     private mutating func leave(now: Instant, into out: inout [NodeDirective]) {
         guard phase == .running else { return }
         phase = .left
-        guard net != nil else { return }
+        guard isNetworked else { return }
         NetworkState.translate(net!.membership.leave(now: now), into: &out)
     }
 
     private mutating func timer(_ t: NodeTimer, now: Instant, into out: inout [NodeDirective]) {
         switch t {
         case .membership:
-            guard phase == .running, net != nil else { return }
+            guard phase == .running, isNetworked else { return }
             net!.membershipFired(now: now, into: &out)
         case .period:
-            guard phase == .running, net != nil else { return }
+            guard phase == .running, isNetworked else { return }
             net!.periodic(backends: &backends, policy: config.policy, now: now, prng: &prng, into: &out)
         case .retry(let id): retryFired(id, now: now, into: &out)
         case .offer(let s): offerTimedOut(s, now: now, into: &out)
@@ -253,7 +256,7 @@ public struct NodeMachine: Sendable {
 
     private mutating func peerMessage(_ m: PeerMessage, from: NodeID, fromAddress: String, now: Instant,
                                       into out: inout [NodeDirective]) {
-        guard phase == .running, net != nil, from != net!.me else { return }
+        guard phase == .running, isNetworked, from != nodeID else { return }
         switch m {
         case .membership(let mm):
             var ds: [NodeDirective] = []

@@ -76,7 +76,7 @@ extension NodeMachine {
     /// The payment authorization of `id`'s job for `executor`.
     func authorization(_ id: RequestID, job: JobID, executor: NodeID) -> PaymentAuthorization {
         let r = requests[id]!
-        return PaymentAuthorization(job: job, requester: net!.me, executor: executor, model: r.spec.model,
+        return PaymentAuthorization(job: job, requester: nodeID!, executor: executor, model: r.spec.model,
                                     price: net!.price, expiresAt: r.spec.deadline)
     }
 
@@ -164,7 +164,7 @@ extension NodeMachine {
     /// dodge its bond loses this requester's work instead (an honest one that fails pays
     /// the same, as after a 503).
     private mutating func failedAfterAccepting(_ job: JobID, _ executor: NodeID, now: Instant, into out: inout [NodeDirective]) {
-        guard let run = duels[job], run.duel.hasAccepted(executor), config.duel.failedCopyCooldown > .zero, net != nil else { return }
+        guard let run = duels[job], run.duel.hasAccepted(executor), config.duel.failedCopyCooldown > .zero, isNetworked else { return }
         let until = now + config.duel.failedCopyCooldown
         guard let ends = net!.coolDown(executor, model: run.model, until: until) else { return }
         out.append(.setTimer(.cooldown(.peer(executor), model: run.model), at: ends))

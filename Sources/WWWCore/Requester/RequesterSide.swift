@@ -35,7 +35,7 @@ extension NodeMachine {
         if !local && !remote {
             // A pure requester cannot tell an unknown model from one whose providers are all
             // away right now: that is a retryable 503, not a 404.
-            return (backends.isEmpty && net != nil) ? .noPeerServes(model: spec.model) : .modelNotFound(model: spec.model)
+            return (backends.isEmpty && isNetworked) ? .noPeerServes(model: spec.model) : .modelNotFound(model: spec.model)
         }
         if !local && !spec.allowOffload { return .offloadForbidden(model: spec.model) }
         if requests.count >= config.maxRequests { return .queueFull }
@@ -103,7 +103,7 @@ extension NodeMachine {
     // MARK: Steps 2–3
 
     private mutating func offload(_ id: RequestID, now: Instant, into out: inout [NodeDirective]) {
-        guard net != nil, let r = requests[id] else { return }
+        guard isNetworked, let r = requests[id] else { return }
         if !r.spendReserved {
             guard net!.reserveSpend() else { return wait(id, now: now, into: &out) }
             requests[id]!.spendReserved = true
