@@ -175,9 +175,14 @@ struct MembershipQueryTests {
         m.adoptVerdict(MemberVerdict(node: id(9), incarnation: 0, status: .suspect, origin: id(1)), now: t0, regossip: false, into: &out)
         // Walk the whole table digest by digest: every member (this node included) once,
         // in id order, each with the status and incarnation the table holds.
+        // A summary of each range (fingerprint from the stored terms) matches the
+        // fingerprint of the full digest's entries, with the same bounds.
         var seen: [MembershipDigestEntry] = []
+        var summaries = m
         for _ in 0..<3 {
-            let d = m.nextDigest()
+            let d = m.nextDigest(), s = summaries.nextDigest(summary: true)
+            #expect(s.entries.isEmpty && s.lowerBound == d.lowerBound && s.upperBound == d.upperBound)
+            #expect(s.fingerprint == MembershipDigest.fingerprint(of: d.entries))
             seen += d.entries
             if d.upperBound == nil { break }
         }

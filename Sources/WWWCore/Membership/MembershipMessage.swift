@@ -48,19 +48,23 @@ public struct MembershipDigest: Hashable, Sendable, Codable {
     /// collision only delays one exchange.
     public static func fingerprint<S: Sequence>(of entries: S) -> UInt64 where S.Element == MembershipDigestEntry {
         var sum: UInt64 = 0
-        for e in entries {
-            var h: UInt64 = 0xcbf2_9ce4_8422_2325
-            for b in e.node.bytes {
-                h ^= UInt64(b)
-                h = h &* 0x0000_0100_0000_01B3
-            }
-            h ^= e.incarnation &* 0x9E37_79B9_7F4A_7C15
-            h ^= UInt64(e.status.rank + 1) &* 0xD6E8_FEB8_6659_FD93
-            h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
-            sum = sum &+ (h ^ (h >> 31))
-        }
+        for e in entries { sum = sum &+ mix(e) }
         return sum
+    }
+
+    /// One entry's term of `fingerprint(of:)`. Tables keep it beside each member, so the
+    /// fingerprint of a range is a sum of stored terms.
+    public static func mix(_ e: MembershipDigestEntry) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in e.node.bytes {
+            h ^= UInt64(b)
+            h = h &* 0x0000_0100_0000_01B3
+        }
+        h ^= e.incarnation &* 0x9E37_79B9_7F4A_7C15
+        h ^= UInt64(e.status.rank + 1) &* 0xD6E8_FEB8_6659_FD93
+        h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
+        return h ^ (h >> 31)
     }
 
     /// True when `node` lies in the digest's range.
