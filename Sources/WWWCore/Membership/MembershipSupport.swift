@@ -133,10 +133,6 @@ public enum MembershipMath {
 /// `retransmitLimit` transmissions; a newer rumor about the same subject replaces the
 /// older one (a record replaces both the subject's record and verdict rumors).
 struct RumorQueue: Sendable {
-    private struct Item: Sendable {
-        var rumor: MembershipRumor
-        var id: UInt64
-    }
     private struct Slot: Hashable, Sendable {
         var subject: NodeID
         var isRecord: Bool
@@ -149,13 +145,27 @@ struct RumorQueue: Sendable {
             self.isRecord = isRecord
         }
     }
+    /// A queued rumor in the slab; `generation` changes whenever the cell is freed.
+    private struct Cell: Sendable {
+        var rumor: MembershipRumor?
+        var slot: Slot?
+        var generation: UInt64 = 0
+    }
+    /// A bucket's reference to a cell; stale once the cell's generation moved on.
+    private struct Ref: Sendable {
+        var cell: Int
+        var generation: UInt64
+    }
 
-    /// buckets[t]: items transmitted t times, oldest first. Stale items (superseded or
-    /// evicted) are skipped lazily and compacted when they pile up.
-    private var buckets: [[Item]] = [[]]
-    private var live: [Slot: UInt64] = [:]
+    /// buckets[t]: references to rumors transmitted t times, oldest first. Stale references
+    /// (superseded or evicted rumors) are skipped lazily and compacted when they pile up.
+    /// Liveness is the cell's generation, so taking a rumor hashes nothing; `live` is
+    /// only touched when a rumor is queued or dropped.
+    private var buckets: [[Ref]] = [[]]
+    private var cells: [Cell] = []
+    private var freeCells: [Int] = []
+    private var live: [Slot: Int] = [:]
     private var stored = 0
-    private var nextID: UInt64 = 1
     let capacity: Int
 
     init(capacity: Int) {
@@ -168,46 +178,73 @@ struct RumorQueue: Sendable {
 
     mutating func push(_ r: MembershipRumor) {
         let slot = Slot(r)
-        if slot.isRecord { live[Slot(subject: slot.subject, isRecord: false)] = nil }
-        live[slot] = nextID
-        buckets[0].append(Item(rumor: r, id: nextID))
-        nextID += 1
+        if slot.isRecord, let old = live.removeValue(forKey: Slot(subject: slot.subject, isRecord: false)) { free(old) }
+        if let old = live[slot] { free(old) }
+        let cell = allocate(r, slot)
+        live[slot] = cell
+        buckets[0].append(Ref(cell: cell, generation: cells[cell].generation))
         stored += 1
         while live.count > capacity { evictOne() }
         if stored > 4 * capacity + 64 { compact() }
+        assert(live.count <= capacity && cells.count - freeCells.count == live.count, "rumor queue bookkeeping")
     }
 
     /// Up to `limit` rumors to piggyback now; each counts as one transmission.
     mutating func take(limit: Int, retransmitLimit: Int) -> [MembershipRumor] {
         var out: [MembershipRumor] = []
-        var moved: [(Int, Item)] = []
+        var moved: [(Int, Ref)] = []
         var t = 0
         while t < buckets.count && out.count < limit {
-            while out.count < limit, let item = buckets[t].popLast() {
+            while out.count < limit, let ref = buckets[t].popLast() {
                 stored -= 1
-                guard isLive(item) else { continue }
-                out.append(item.rumor)
-                if t + 1 < retransmitLimit { moved.append((t + 1, item)) } else { live[Slot(item.rumor)] = nil }
+                guard isLive(ref), let rumor = cells[ref.cell].rumor else { continue }
+                out.append(rumor)
+                if t + 1 < retransmitLimit {
+                    moved.append((t + 1, ref))
+                } else {
+                    if let slot = cells[ref.cell].slot { live[slot] = nil }
+                    free(ref.cell)
+                }
             }
             t += 1
         }
-        for (bucket, item) in moved {
+        for (bucket, ref) in moved {
             while buckets.count <= bucket { buckets.append([]) }
-            buckets[bucket].append(item)
+            buckets[bucket].append(ref)
             stored += 1
         }
         return out
     }
 
-    private func isLive(_ item: Item) -> Bool { live[Slot(item.rumor)] == item.id }
+    private func isLive(_ ref: Ref) -> Bool { cells[ref.cell].generation == ref.generation }
+
+    private mutating func allocate(_ r: MembershipRumor, _ slot: Slot) -> Int {
+        let cell: Int
+        if let f = freeCells.popLast() { cell = f } else {
+            cell = cells.count
+            cells.append(Cell())
+        }
+        cells[cell].rumor = r
+        cells[cell].slot = slot
+        return cell
+    }
+
+    /// Frees a cell whose slot already left `live`: its references go stale.
+    private mutating func free(_ cell: Int) {
+        cells[cell].rumor = nil
+        cells[cell].slot = nil
+        cells[cell].generation &+= 1
+        freeCells.append(cell)
+    }
 
     private mutating func evictOne() {
         var t = buckets.count - 1
         while t >= 0 {
-            while let item = buckets[t].popLast() {
+            while let ref = buckets[t].popLast() {
                 stored -= 1
-                if isLive(item) {
-                    live[Slot(item.rumor)] = nil
+                if isLive(ref) {
+                    if let slot = cells[ref.cell].slot { live[slot] = nil }
+                    free(ref.cell)
                     return
                 }
             }
@@ -217,8 +254,8 @@ struct RumorQueue: Sendable {
     }
 
     private mutating func compact() {
-        let live = self.live
-        for t in buckets.indices { buckets[t].removeAll { live[Slot($0.rumor)] != $0.id } }
+        let cells = self.cells
+        for t in buckets.indices { buckets[t].removeAll { cells[$0.cell].generation != $0.generation } }
         stored = buckets.reduce(0) { $0 + $1.count }
     }
 }
