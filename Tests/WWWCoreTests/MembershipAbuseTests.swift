@@ -191,5 +191,43 @@ struct MembershipQueryTests {
         #expect(seen.first { $0.node == id(9) }?.status == .suspect)
         #expect(m.states.count == m.order.count)
     }
+
+    /// An honest digest (sorted, inside its bounds) is compared by merging it with the
+    /// table; the merge finds exactly what lookups find, over random tables and digests.
+    @Test func sortedDigestComparisonMatchesLookups() {
+        var prng = SeededPRNG(seed: 11)
+        for round in 0..<60 {
+            var m = activeNode(1, peers: Array(UInt8(2)...UInt8(40)), config: MembershipConfig())
+            var out: [MembershipDirective] = []
+            for s in UInt8(2)...UInt8(40) where prng.next() % 4 == 0 {   // some members newer here
+                _ = m.receive(MembershipMessage(.states([.record(rec(s, inc: 1 + prng.next() % 3))])), from: id(s), fromAddress: addr(s), now: t0)
+            }
+            for s in UInt8(2)...UInt8(40) where prng.next() % 8 == 0 {   // and some dead
+                if let e = m.entries[id(s)] { m.adoptVerdict(MemberVerdict(node: id(s), incarnation: e.incarnation, status: .dead, origin: id(1)), now: t0, regossip: false, into: &out) }
+            }
+            // Their side: members 1…60 at random versions, a random sub-range, sorted.
+            let all = (UInt8(1)...UInt8(60)).map(id).sorted()
+            let lo = Int(prng.next() % 30), hi = lo + Int(prng.next() % 30)
+            let statuses: [MemberStatus] = [.alive, .suspect, .dead, .left]
+            let theirs = all[lo...hi].filter { _ in prng.next() % 3 != 0 }.map {
+                MembershipDigestEntry(node: $0, incarnation: prng.next() % 4, status: statuses[Int(prng.next() % 4)])
+            }
+            let d = MembershipDigest(lowerBound: round % 5 == 0 ? nil : all[lo], upperBound: round % 7 == 0 ? nil : all[hi], entries: theirs)
+            let compared = d.entries[...]
+            #expect(m.isSortedWithin(d, compared))
+            let merged = m.compareSorted(d, compared), looked = m.compareByLookup(d, compared)
+            #expect(merged.newer == looked.newer)
+            #expect(merged.wants == looked.wants)
+            #expect(merged.theirSelf == looked.theirSelf)
+        }
+        // Unsorted or out-of-bounds entries take the lookup path.
+        let m = activeNode(1, peers: [2, 3, 4])
+        let ids = [id(2), id(3), id(4)].sorted()
+        let e = { (n: NodeID) in MembershipDigestEntry(node: n, incarnation: 0, status: .alive) }
+        #expect(!m.isSortedWithin(MembershipDigest(lowerBound: nil, upperBound: nil, entries: [e(ids[1]), e(ids[0])]), [e(ids[1]), e(ids[0])]))
+        #expect(!m.isSortedWithin(MembershipDigest(lowerBound: ids[1], upperBound: nil, entries: [e(ids[0])]), [e(ids[0])]))
+        #expect(!m.isSortedWithin(MembershipDigest(lowerBound: nil, upperBound: nil, entries: [e(ids[0]), e(ids[0])]), [e(ids[0]), e(ids[0])]))
+    }
+
 }
 
