@@ -88,6 +88,12 @@ public struct Membership: Sendable {
             set { vouchedNanos = newValue?.nanoseconds ?? .min }
         }
 
+        /// Extends `vouchedUntil` to `until`; returns the record's address.
+        mutating func vouch(until: Instant) -> String {
+            if vouchedNanos < until.nanoseconds { vouchedNanos = until.nanoseconds }
+            return signed.value.address
+        }
+
         var status: MemberStatus { signed.value.status == .left ? .left : (verdict?.status ?? .alive) }
         var incarnation: UInt64 { signed.value.incarnation }
         var isLive: Bool { status == .alive || status == .suspect }
@@ -397,9 +403,9 @@ public struct Membership: Sendable {
         refutedInThisMessage = false
         // Any authenticated message from a member shows it is alive, for now; from the
         // subject of a check, it answers the check, and claims wait a suspicion timeout.
-        if entries[from] != nil { vouch(for: from, until: now + (claims[from] == nil ? currentPeriod : suspicionTimeout)) }
+        let senderAddress = vouch(for: from, until: now + (claims.isEmpty || claims[from] == nil ? currentPeriod : suspicionTimeout))
         for r in m.rumors.prefix(4 * config.maxRumorsPerMessage) { apply(r, from: from, now: now, regossip: true, into: &out) }
-        let reply = MembershipDestination.node(from, address: entries[from]?.signed.value.address ?? fromAddress)
+        let reply = MembershipDestination.node(from, address: (m.rumors.isEmpty ? senderAddress : entries[from]?.signed.value.address) ?? fromAddress)
         switch m.body {
         case .ping(let seq, let target):
             if target == nodeID { out.append(.send(reply, message(.ack(seq: seq), to: from))) }
@@ -845,9 +851,11 @@ extension Membership {
         }
         let new = Entry(signed: s, verdict: nil, vouchedUntil: old?.vouchedUntil)
         setEntry(new, for: id)
-        suspicions[id] = nil   // a newer record refutes any suspicion of the older one
-        claims[id] = nil
-        tombstoneDeadlines[id] = new.status.isTombstone ? now + config.tombstoneTTL : nil
+        // A newer record refutes any suspicion of the older one. (Tables that are empty
+        // are not hashed into: this runs for every changed record.)
+        if !suspicions.isEmpty { suspicions[id] = nil }
+        if !claims.isEmpty { claims[id] = nil }
+        if new.status.isTombstone { tombstoneDeadlines[id] = now + config.tombstoneTTL } else if !tombstoneDeadlines.isEmpty { tombstoneDeadlines[id] = nil }
         if regossip { rumors.push(.record(s)) }
         notify(old: old, new: new, into: &out)
     }
@@ -971,11 +979,11 @@ extension Membership {
     }
 
     /// `node` showed it is alive: claims about it wait until `until`; a running check ends.
-    mutating func vouch(for node: NodeID, until: Instant) {
-        claims[node] = nil
-        guard var e = entries[node] else { return }
-        if (e.vouchedUntil ?? .zero) < until { e.vouchedUntil = until }
-        entries[node] = e
+    /// Returns the address its record gives (nil: not a member). One table lookup, in place.
+    @discardableResult
+    mutating func vouch(for node: NodeID, until: Instant) -> String? {
+        if !claims.isEmpty { claims[node] = nil }
+        return entries[node]?.vouch(until: until)
     }
 
     /// Counts `from` as an independent confirmation of this node's suspicion of `node`.
@@ -1106,7 +1114,8 @@ extension Membership {
         }
         if let recipient, let e = entries[recipient], e.status == .suspect, let v = e.verdict { first.append(.verdict(v)) }
         let limit = MembershipMath.retransmitLimit(members: liveMemberCount, config: config)
-        return MembershipMessage(body, rumors: first + rumors.take(limit: config.maxRumorsPerMessage - first.count, retransmitLimit: limit))
+        rumors.take(limit: config.maxRumorsPerMessage - first.count, retransmitLimit: limit, into: &first)
+        return MembershipMessage(body, rumors: first)
     }
 
     func destination(_ id: NodeID) -> MembershipDestination {

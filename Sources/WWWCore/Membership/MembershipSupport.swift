@@ -192,10 +192,18 @@ struct RumorQueue: Sendable {
     /// Up to `limit` rumors to piggyback now; each counts as one transmission.
     mutating func take(limit: Int, retransmitLimit: Int) -> [MembershipRumor] {
         var out: [MembershipRumor] = []
+        take(limit: limit, retransmitLimit: retransmitLimit, into: &out)
+        return out
+    }
+
+    /// `take(limit:retransmitLimit:)`, appended to `out`.
+    mutating func take(limit: Int, retransmitLimit: Int, into out: inout [MembershipRumor]) {
+        guard limit > 0, !live.isEmpty else { return }
+        let end = out.count + limit
         var moved: [(Int, Ref)] = []
         var t = 0
-        while t < buckets.count && out.count < limit {
-            while out.count < limit, let ref = buckets[t].popLast() {
+        while t < buckets.count && out.count < end {
+            while out.count < end, let ref = buckets[t].popLast() {
                 stored -= 1
                 guard isLive(ref), let rumor = cells[ref.cell].rumor else { continue }
                 out.append(rumor)
@@ -213,7 +221,6 @@ struct RumorQueue: Sendable {
             buckets[bucket].append(ref)
             stored += 1
         }
-        return out
     }
 
     private func isLive(_ ref: Ref) -> Bool { cells[ref.cell].generation == ref.generation }
