@@ -593,4 +593,90 @@ struct MembershipTests {
         #expect(q.count == 3) // capacity: the most transmitted was evicted
         #expect(q.take(limit: 5, retransmitLimit: 9) == [.record(rec(5)), .record(rec(4)), .record(rec(3))])
     }
+
+    /// The slab queue against the dictionary-and-id queue it replaced (kept here as the
+    /// reference): the same rumors come out, in the same order, over random pushes,
+    /// supersessions, evictions and takes.
+    @Test func rumorQueueMatchesReference() {
+        var prng = SeededPRNG(seed: 5)
+        for capacity in [1, 3, 16] {
+            var q = RumorQueue(capacity: capacity), reference = ReferenceRumorQueue(capacity: capacity)
+            for _ in 0..<2_000 {
+                if prng.next() % 3 == 0 {
+                    let limit = Int(prng.next() % 4), retransmits = 1 + Int(prng.next() % 4)
+                    #expect(q.take(limit: limit, retransmitLimit: retransmits) == reference.take(limit: limit, retransmitLimit: retransmits))
+                } else {
+                    let s = UInt8(1 + prng.next() % 12)
+                    let r: MembershipRumor = prng.next() % 3 == 0
+                        ? .verdict(MemberVerdict(node: id(s), incarnation: prng.next() % 5, status: .suspect, origin: id(99)))
+                        : .record(rec(s, inc: prng.next() % 5))
+                    q.push(r)
+                    reference.push(r)
+                }
+                #expect(q.count == reference.count)
+            }
+        }
+    }
+}
+
+/// The rumor queue as it was before the slab (liveness by a per-slot id in a dictionary).
+private struct ReferenceRumorQueue {
+    struct Item { var rumor: MembershipRumor; var id: UInt64 }
+    struct Slot: Hashable {
+        var subject: NodeID
+        var isRecord: Bool
+        init(_ r: MembershipRumor) {
+            subject = r.subject
+            if case .record = r { isRecord = true } else { isRecord = false }
+        }
+        init(subject: NodeID, isRecord: Bool) { self.subject = subject; self.isRecord = isRecord }
+    }
+    var buckets: [[Item]] = [[]]
+    var live: [Slot: UInt64] = [:]
+    var nextID: UInt64 = 1
+    let capacity: Int
+    init(capacity: Int) { self.capacity = capacity }
+    var count: Int { live.count }
+
+    mutating func push(_ r: MembershipRumor) {
+        let slot = Slot(r)
+        if slot.isRecord { live[Slot(subject: slot.subject, isRecord: false)] = nil }
+        live[slot] = nextID
+        buckets[0].append(Item(rumor: r, id: nextID))
+        nextID += 1
+        while live.count > capacity { evictOne() }
+    }
+
+    mutating func take(limit: Int, retransmitLimit: Int) -> [MembershipRumor] {
+        var out: [MembershipRumor] = []
+        var moved: [(Int, Item)] = []
+        var t = 0
+        while t < buckets.count && out.count < limit {
+            while out.count < limit, let item = buckets[t].popLast() {
+                guard live[Slot(item.rumor)] == item.id else { continue }
+                out.append(item.rumor)
+                if t + 1 < retransmitLimit { moved.append((t + 1, item)) } else { live[Slot(item.rumor)] = nil }
+            }
+            t += 1
+        }
+        for (bucket, item) in moved {
+            while buckets.count <= bucket { buckets.append([]) }
+            buckets[bucket].append(item)
+        }
+        return out
+    }
+
+    mutating func evictOne() {
+        var t = buckets.count - 1
+        while t >= 0 {
+            while let item = buckets[t].popLast() {
+                if live[Slot(item.rumor)] == item.id {
+                    live[Slot(item.rumor)] = nil
+                    return
+                }
+            }
+            t -= 1
+        }
+    }
+
 }

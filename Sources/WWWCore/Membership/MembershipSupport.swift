@@ -145,11 +145,10 @@ struct RumorQueue: Sendable {
             self.isRecord = isRecord
         }
     }
-    /// A queued rumor in the slab; `generation` changes whenever the cell is freed.
+    /// A queued rumor in the slab.
     private struct Cell: Sendable {
         var rumor: MembershipRumor?
         var slot: Slot?
-        var generation: UInt64 = 0
     }
     /// A bucket's reference to a cell; stale once the cell's generation moved on.
     private struct Ref: Sendable {
@@ -163,6 +162,9 @@ struct RumorQueue: Sendable {
     /// only touched when a rumor is queued or dropped.
     private var buckets: [[Ref]] = [[]]
     private var cells: [Cell] = []
+    /// Per cell, bumped whenever the cell is freed. Apart from `cells` so that skipping
+    /// stale references reads a dense array (a full queue holds many of them).
+    private var generations: [UInt64] = []
     private var freeCells: [Int] = []
     private var live: [Slot: Int] = [:]
     private var stored = 0
@@ -182,11 +184,11 @@ struct RumorQueue: Sendable {
         if let old = live[slot] { free(old) }
         let cell = allocate(r, slot)
         live[slot] = cell
-        buckets[0].append(Ref(cell: cell, generation: cells[cell].generation))
+        buckets[0].append(Ref(cell: cell, generation: generations[cell]))
         stored += 1
         while live.count > capacity { evictOne() }
         if stored > 4 * capacity + 64 { compact() }
-        assert(live.count <= capacity && cells.count - freeCells.count == live.count, "rumor queue bookkeeping")
+        assert(live.count <= capacity && cells.count - freeCells.count == live.count && generations.count == cells.count, "rumor queue bookkeeping")
     }
 
     /// Up to `limit` rumors to piggyback now; each counts as one transmission.
@@ -223,13 +225,14 @@ struct RumorQueue: Sendable {
         }
     }
 
-    private func isLive(_ ref: Ref) -> Bool { cells[ref.cell].generation == ref.generation }
+    private func isLive(_ ref: Ref) -> Bool { generations[ref.cell] == ref.generation }
 
     private mutating func allocate(_ r: MembershipRumor, _ slot: Slot) -> Int {
         let cell: Int
         if let f = freeCells.popLast() { cell = f } else {
             cell = cells.count
             cells.append(Cell())
+            generations.append(0)
         }
         cells[cell].rumor = r
         cells[cell].slot = slot
@@ -240,7 +243,7 @@ struct RumorQueue: Sendable {
     private mutating func free(_ cell: Int) {
         cells[cell].rumor = nil
         cells[cell].slot = nil
-        cells[cell].generation &+= 1
+        generations[cell] &+= 1
         freeCells.append(cell)
     }
 
@@ -261,8 +264,8 @@ struct RumorQueue: Sendable {
     }
 
     private mutating func compact() {
-        let cells = self.cells
-        for t in buckets.indices { buckets[t].removeAll { cells[$0.cell].generation != $0.generation } }
+        let generations = self.generations
+        for t in buckets.indices { buckets[t].removeAll { generations[$0.cell] != $0.generation } }
         stored = buckets.reduce(0) { $0 + $1.count }
     }
 }
