@@ -7,6 +7,13 @@ final class VerifiedMemo: Sendable {
         var signer: NodeID
         var signature: [UInt8]
         var value: Int
+
+        /// The signature in one hasher call (the synthesized hash fed its 64 bytes one by one).
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(signer)
+            signature.withUnsafeBytes { hasher.combine(bytes: $0) }
+            hasher.combine(value)
+        }
     }
 
     static let shared = VerifiedMemo()

@@ -192,7 +192,7 @@ public struct SimEngine: Sendable {
 
     /// The next instant something happens.
     public var nextEvent: Instant? {
-        var t: Instant? = pendingEvents.map(\.0).min()
+        var t: Instant? = pendingEvents.lazy.map(\.0).min()
         switch phase {
         case .idle:
             if let ready = waiting.first?.2, canAdmitHead { t = t.map { min($0, ready) } ?? ready }

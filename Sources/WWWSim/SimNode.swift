@@ -227,7 +227,7 @@ public struct SimNode: MembershipMember {
         var next: Instant? = nil
         func consider(_ t: Instant?) { if let t, next.map({ t < $0 }) ?? true { next = t } }
         for t in timers.values { consider(t) }
-        for e in engines.values { consider(e.nextEvent) }
+        for i in engines.values.indices { consider(engines.values[i].nextEvent) }   // in place, not a copy per engine
         return next
     }
 

@@ -144,6 +144,9 @@ struct RumorQueue: Sendable {
             self.subject = subject
             self.isRecord = isRecord
         }
+        /// The subject only: its record and verdict slots share a bucket chain (equality
+        /// tells them apart), which saves hashing the flag on every lookup.
+        func hash(into hasher: inout Hasher) { hasher.combine(subject) }
     }
     /// A queued rumor in the slab.
     private struct Cell: Sendable {
