@@ -218,8 +218,16 @@ struct MembershipQueryTests {
             let merged = m.compareSorted(d, compared), looked = m.compareByLookup(d, compared)
             #expect(merged.newer == looked.newer)
             #expect(merged.wants == looked.wants)
-            #expect(merged.theirSelf == looked.theirSelf)
         }
+        // Unsorted: wants keep the digest's order, this node's own id where it stands (and
+        // once per entry above its incarnation), as before the merge existed.
+        let v = activeNode(1, peers: [2, 3])
+        let unsorted = [MembershipDigestEntry(node: id(2), incarnation: 1, status: .alive),
+                        MembershipDigestEntry(node: id(1), incarnation: 5, status: .alive),
+                        MembershipDigestEntry(node: id(1), incarnation: 6, status: .alive)]
+        let du = MembershipDigest(lowerBound: nil, upperBound: nil, entries: unsorted)
+        #expect(!v.isSortedWithin(du, du.entries[...]))
+        #expect(v.compareByLookup(du, du.entries[...]).wants == [id(2), id(1), id(1)])
         // Unsorted or out-of-bounds entries take the lookup path.
         let m = activeNode(1, peers: [2, 3, 4])
         let ids = [id(2), id(3), id(4)].sorted()

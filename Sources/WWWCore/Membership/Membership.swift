@@ -639,16 +639,14 @@ extension Membership {
             return
         }
         let compared = d.entries.prefix(4 * config.maxDigestEntries)
-        var (newer, wants, theirSelf) = isSortedWithin(d, compared) ? compareSorted(d, compared) : compareByLookup(d, compared)
+        let theirSelf = compared.first { $0.node == nodeID }
         // A digest that shows this node differently at its own incarnation is refuted; a higher incarnation is only a number: this node asks for the signed
         // record (a previous life's) in `wants` and refutes that (`applyRecord`).
         if let mine = theirSelf, mine.incarnation == localRecord.value.incarnation {
             refuteIfNeeded(seen: mine.incarnation, differs: mine.status != localRecord.value.status, now: now, into: &out)
         }
+        var (newer, wants) = isSortedWithin(d, compared) ? compareSorted(d, compared) : compareByLookup(d, compared)
         if d.covers(nodeID), isNewer(localDigestEntry, than: theirSelf) { newer.insert(nodeID, at: 0) }
-        if d.entries.prefix(config.maxDigestEntries).contains(where: { $0.node == nodeID && $0.incarnation > localRecord.value.incarnation }) {
-            wants.insert(nodeID, at: wants.firstIndex { nodeID < $0 } ?? wants.count)
-        }
         if newer.count > config.maxStatesPerMessage {
             shuffle(&newer)
             newer = Array(newer.prefix(config.maxStatesPerMessage)).sorted()
@@ -659,12 +657,13 @@ extension Membership {
     }
 
     /// What a digest's entries (`compared`: the first `4 × maxDigestEntries`) show against
-    /// this table, this node's own id aside: `newer`, members in the range held at a newer
-    /// version here (in id order); `wants`, members among the first `maxDigestEntries` held
-    /// newer there; `theirSelf`, the digest's first entry for this node. Tombstones are only
-    /// exchanged with a side that knows the member: handing them to a node that already
-    /// forgot it would restart its TTL there and keep it forever.
-    typealias DigestComparison = (newer: [NodeID], wants: [NodeID], theirSelf: MembershipDigestEntry?)
+    /// this table: `newer`, members in the range held at a newer version here (in id
+    /// order; this node's own record aside); `wants`, in the digest's order, entries among
+    /// the first `maxDigestEntries` newer than held here (this node's own id when one shows
+    /// it above its incarnation: a previous life's record). Tombstones are only exchanged
+    /// with a side that knows the member: handing them to a node that already forgot it
+    /// would restart its TTL there and keep it forever.
+    typealias DigestComparison = (newer: [NodeID], wants: [NodeID])
 
     /// Whether the entries are strictly increasing and inside the digest's bounds (as an
     /// honest sender's are): then `compareSorted` walks them beside the table.
@@ -679,15 +678,17 @@ extension Membership {
     func compareSorted(_ d: MembershipDigest, _ compared: ArraySlice<MembershipDigestEntry>) -> DigestComparison {
         let range = indexRange(of: d)
         var newer: [NodeID] = [], wants: [NodeID] = []
-        var theirSelf: MembershipDigestEntry? = nil
         var j = compared.startIndex
         let wantsEnd = compared.startIndex + min(compared.count, config.maxDigestEntries)
         /// Advances `j` past their entries below `id`, judging each for `wants`.
         func theirs(upTo id: NodeID?, mine: MembershipDigestEntry?) -> MembershipDigestEntry? {
             while j < compared.endIndex, id.map({ compared[j].node < $0 }) ?? true {
                 let e = compared[j]
-                if e.node == nodeID { theirSelf = theirSelf ?? e }
-                else if j < wantsEnd && !e.status.isTombstone { wants.append(e.node) }   // held nowhere here
+                if e.node == nodeID {
+                    if j < wantsEnd && e.incarnation > localRecord.value.incarnation { wants.append(nodeID) }
+                } else if j < wantsEnd && !e.status.isTombstone {
+                    wants.append(e.node)   // not held here
+                }
                 j += 1
             }
             guard let id, j < compared.endIndex, compared[j].node == id else { return nil }
@@ -702,7 +703,7 @@ extension Membership {
             if isNewer(mine, than: their) && !(mine.status.isTombstone && their == nil) { newer.append(mine.node) }
         }
         _ = theirs(upTo: nil, mine: nil)
-        return (newer, wants, theirSelf)
+        return (newer, wants)
     }
 
     /// The comparison by table lookups, for entries in any order (a dishonest sender's).
@@ -714,11 +715,15 @@ extension Membership {
             if isNewer(mine, than: their) && !(mine.status.isTombstone && their == nil) { newer.append(mine.node) }
         }
         var wants: [NodeID] = []
-        for e in compared.prefix(config.maxDigestEntries) where e.node != nodeID {
+        for e in compared.prefix(config.maxDigestEntries) {
+            if e.node == nodeID {
+                if e.incarnation > localRecord.value.incarnation { wants.append(nodeID) }
+                continue
+            }
             let mine = entries[e.node]?.digestEntry
             if isNewer(e, than: mine) && !(e.status.isTombstone && mine == nil) { wants.append(e.node) }
         }
-        return (newer, wants, theirs[nodeID])
+        return (newer, wants)
     }
 
     /// A summary that does not match ours is answered with our full digest of its range
