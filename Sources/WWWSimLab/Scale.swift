@@ -204,10 +204,14 @@ public enum ScaleExperiment {
 public struct ScaleReport {
     public var results: [ScaleResult]
     public var command: String
+    /// Sizes still to run: the report is written after each size, so one from a run that
+    /// stopped early says which sizes it lacks.
+    public var pending: [Int]
 
-    public init(results: [ScaleResult], command: String) {
+    public init(results: [ScaleResult], command: String, pending: [Int] = []) {
         self.results = results
         self.command = command
+        self.pending = pending
     }
 
     public static func p(_ v: Int?) -> String { v.map(String.init) ?? "never" }
@@ -243,6 +247,9 @@ public struct ScaleReport {
     public var markdown: String {
         var md = "# Scale: membership, gossip, decisions and simulator speed by network size\n\n"
         md += "Regenerate with:\n\n    \(command)\n\n"
+        if !pending.isEmpty {
+            md += "**Partial:** written while the run went on; sizes \(pending.map(String.init).joined(separator: ", ")) were not done yet.\n\n"
+        }
         md += "| nodes | bootstrap | join | leave | crash (suspicion) | msgs/node/s | bytes/node/s (max) | decision µs mean (max) | answered | wall s | µs per node-second | peak RSS MiB | events queued (max) |\n"
         md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         let f = ScenarioReport.f

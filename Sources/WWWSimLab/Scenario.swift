@@ -99,6 +99,17 @@ public struct Scenario: Codable, Sendable, Equatable {
         case centralized
         /// The product's node machines with their policies.
         case wwwserve
+
+        /// An unknown name is refused with the list of modes.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            let name = try c.decode(String.self)
+            guard let mode = Mode(rawValue: name) else {
+                throw DecodingError.dataCorruptedError(
+                    in: c, debugDescription: "unknown mode '\(name)' (modes: \(Mode.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            self = mode
+        }
     }
 
     public struct Lengths: Codable, Sendable, Equatable {

@@ -225,7 +225,7 @@ final class DemoCluster: @unchecked Sendable {
         let deadline = ContinuousClock.now + .seconds(120)
         while ContinuousClock.now < deadline {
             if processes.contains(where: { !$0.isRunning }) {
-                throw ValidationError("a node exited during start-up; see the logs in \(directory)")
+                throw CLIError("a node exited during start-up; see the logs in \(directory)")
             }
             if let resp = try? await client.execute(HTTPClientRequest(url: url + "/ready"), timeout: .seconds(3)) {
                 _ = try? await resp.body.collect(upTo: 1 << 20)
@@ -233,7 +233,7 @@ final class DemoCluster: @unchecked Sendable {
             }
             try await Task.sleep(for: .milliseconds(300))
         }
-        throw ValidationError("node \(url) did not become ready within 120 s; see the logs in \(directory)")
+        throw CLIError("node \(url) did not become ready within 120 s; see the logs in \(directory)")
     }
 
     /// Waits until every node sees every other node alive (gossip converged).
@@ -248,7 +248,7 @@ final class DemoCluster: @unchecked Sendable {
             if converged { return }
             try await Task.sleep(for: .milliseconds(300))
         }
-        throw ValidationError("the nodes did not see each other within 30 s; see the logs in \(directory)")
+        throw CLIError("the nodes did not see each other within 30 s; see the logs in \(directory)")
     }
 
     func credits(client: HTTPClient) async -> [CreditsView] {
@@ -355,7 +355,7 @@ struct DemoReplay: Sendable {
             result.offloaded = resp.headers.first(name: "X-WWWServe-Offloaded") == "true"
             guard resp.status == .ok else {
                 let text = (try? await resp.body.collect(upTo: 1 << 16)).map { String(buffer: $0) } ?? ""
-                throw ValidationError("HTTP \(resp.status.code): \(text.prefix(200))")
+                throw CLIError("HTTP \(resp.status.code): \(text.prefix(200))")
             }
             var reader = SSEReader()
             var acc = StreamAccumulator()
@@ -363,13 +363,13 @@ struct DemoReplay: Sendable {
             for try await buf in resp.body {
                 for payload in try reader.feed(buf.readableBytesView) {
                     if payload == "[DONE]" { sawDone = true; continue }
-                    if payload.contains("\"error\"") { throw ValidationError("in-stream error: \(payload.prefix(200))") }
+                    if payload.contains("\"error\"") { throw CLIError("in-stream error: \(payload.prefix(200))") }
                     let chunk = try JSONDecoder().decode(ChatCompletionChunk.self, from: Data(payload.utf8))
                     acc.add(chunk)
                     if result.ttft == nil, acc.sawContent { result.ttft = (ContinuousClock.now - began).seconds }
                 }
             }
-            guard sawDone else { throw ValidationError("stream ended without [DONE]") }
+            guard sawDone else { throw CLIError("stream ended without [DONE]") }
             result.ok = true
             result.answer = acc.content
             result.completionTokens = acc.usage?.completionTokens ?? 0

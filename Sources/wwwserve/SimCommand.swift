@@ -116,7 +116,7 @@ struct SimRunCommand: ParsableCommand {
             try Data().write(to: URL(fileURLWithPath: probe))
             try FileManager.default.removeItem(atPath: probe)
         } catch {
-            throw ValidationError("--out: cannot write into '\(dir)'")
+            throw CLIError("--out: cannot write into '\(dir)'")
         }
     }
 
@@ -141,10 +141,10 @@ struct SimRunCommand: ParsableCommand {
                 return m
             }
         }
-        guard let bundled = ProfileBook.bundledPath() else { throw ValidationError("cannot find sim/profiles.yaml (run from the repository root)") }
+        guard let bundled = ProfileBook.bundledPath() else { throw CLIError("cannot find sim/profiles.yaml (run from the repository root)") }
         var book = try ProfileBook.load(path: bundled)
         if let profiles { book = book.merging(try ProfileBook.load(path: profiles)) }
-        if let p = s.problems.first { throw ValidationError(p) }
+        if let p = s.problems.first { throw CLIError(p) }
         let dir = out ?? "docs/experiments/\(s.name)"
         try Self.writable(dir)
         let arrivals = try s.arrivals(traces: try s.loadTraces(dataDir: dataDir))
@@ -257,9 +257,9 @@ struct SimScaleCommand: ParsableCommand {
             fflush(nil)   // every stream: the line shows at once when stdout is a pipe
             results.append(r)
             do {
-                try ScaleReport(results: results, command: command).write(to: out)
+                try ScaleReport(results: results, command: command, pending: Array(sizes.dropFirst(results.count))).write(to: out)
             } catch {
-                throw ValidationError("--out: cannot write the results into '\(out)': \(error.localizedDescription)")
+                throw CLIError("--out: cannot write the results into '\(out)': \(error.localizedDescription)")
             }
         }
         print("wrote \(out)/: scale.csv, scale.svg, report.md")
@@ -291,7 +291,7 @@ struct SimSweepCommand: ParsableCommand {
         let dir = out ?? "docs/experiments/\(base.name)-vs-\(parameter.replacingOccurrences(of: "_", with: "-"))"
         try SimRunCommand.writable(dir)
         for v in vs { _ = try base.with(policy: parameter, v) }   // every value checked before any run
-        guard let bundled = ProfileBook.bundledPath() else { throw ValidationError("cannot find sim/profiles.yaml (run from the repository root)") }
+        guard let bundled = ProfileBook.bundledPath() else { throw CLIError("cannot find sim/profiles.yaml (run from the repository root)") }
         let book = try ProfileBook.load(path: bundled)
         let arrivals = try base.arrivals(traces: try base.loadTraces(dataDir: dataDir))
         let bar = ProgressBar(total: vs.count, noun: "values", finishLabel: "sweep finished")

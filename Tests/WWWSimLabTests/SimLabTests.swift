@@ -78,6 +78,8 @@ struct SimLabTests {
             (small.replacingOccurrences(of: "kind: poisson", with: "kind: bursty"), "workload.kind must be"),
             (small.replacingOccurrences(of: "capacity: 4", with: "capacity: 4\n    capcity: 5"), "unknown key 'capcity'"),
             (small.replacingOccurrences(of: "name: small", with: ""), "missing key 'name'"),
+            (small.replacingOccurrences(of: "seed: 7", with: "seed: 7\nmodes: [single, central]"),
+             "unknown mode 'central' (modes: single, centralized, wwwserve)"),
         ]
         for (yaml, msg) in scenarios {
             do { _ = try Scenario.parse(yaml, source: "s"); Issue.record("accepted a bad scenario") } catch let e as SimLabError {
@@ -181,4 +183,17 @@ struct FuzzTests {
         let o = Fuzz.run(Fuzz.generate(seed: seed), sabotage: .neverHeal)
         #expect(o.violations.contains { $0.contains("did not converge") }, "\(o.violations)")
     }
+
+    @Test("a small scale run: join, leave and crash are known by all; a report written mid-run says it is partial")
+    func scaleRunAndPartialReport() {
+        let r = ScaleExperiment.run(n: 5, seed: 3, decisions: 2)
+        #expect(r.nodes == 5 && r.joinPeriods != nil && r.leavePeriods != nil && r.crashPeriods != nil)
+        #expect(r.decisionsAnswered == 2 && r.messagesPerNodePerSecond > 0)
+        let partial = ScaleReport(results: [r], command: "wwwserve sim scale --nodes 5,10", pending: [10])
+        #expect(partial.markdown.contains("**Partial:**") && partial.markdown.contains("sizes 10 were not done"))
+        let done = ScaleReport(results: [r], command: "wwwserve sim scale --nodes 5")
+        #expect(!done.markdown.contains("Partial"))
+        #expect(done.csv.split(separator: "\n").count == 2 && done.csv.contains("\n5,3,"))
+    }
+
 }
