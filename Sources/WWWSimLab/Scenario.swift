@@ -309,8 +309,14 @@ public struct Scenario: Codable, Sendable, Equatable {
         if sloThresholdsS.isEmpty || sloThresholdsS.contains(where: { !($0 > 0 && $0 <= 86_400) }) {
             out.append("slo_thresholds_s must be numbers in (0, 86400]")
         }
+        // The name is the default output directory (docs/experiments/<name>): no paths.
+        if name.isEmpty || name.count > 100 || name.first == "." || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) {
+            out.append("name \(String(name.prefix(40)).debugDescription) must be 1 to 100 ASCII letters, digits, '.', '_' or '-', not starting with '.'")
+        }
         if modes.isEmpty { out.append("modes must name at least one of single, centralized, wwwserve") }
-        if Set(modes).count != modes.count { out.append("modes lists a mode twice") }
+        if let twice = Dictionary(grouping: modes, by: { $0 }).first(where: { $0.value.count > 1 })?.key {
+            out.append("modes lists '\(twice.rawValue)' twice")
+        }
         if !["trace", "fixed", "uniform"].contains(lengths.kind) { out.append("lengths.kind must be trace, fixed or uniform") }
         if !["conv", "code"].contains(lengths.trace) { out.append("lengths.trace must be conv or code") }
         if lengths.kind == "uniform", !(1...max(1, lengths.maxOutputTokens)).contains(lengths.minOutputTokens) {
@@ -325,9 +331,8 @@ public struct Scenario: Codable, Sendable, Equatable {
              && (0..<1).contains(network.loss)) {
             out.append("network: 0 ≤ min_delay_ms ≤ max_delay_ms ≤ \(Int(Self.maxDelayMs)), loss in [0, 1)")
         }
-        if !(warmupS >= 0 && warmupS <= 3600) || !(50...60_000).contains(gossipPeriodMs) {
-            out.append("warmup_s must be in 0...3600 and gossip_period_ms in 50...60000")
-        }
+        if !(warmupS >= 0 && warmupS <= 3600) { out.append("warmup_s must be in 0...3600") }
+        if !(50...60_000).contains(gossipPeriodMs) { out.append("gossip_period_ms must be in 50...60000") }
         // Counts first: nothing below expands the groups before they are known to be small.
         let counts = nodes.map(\.count)
         guard !counts.contains(where: { $0 < 1 || $0 > 20_000 }), counts.reduce(0, +) <= 20_000 else {

@@ -80,6 +80,9 @@ struct SimLabTests {
             (small.replacingOccurrences(of: "name: small", with: ""), "missing key 'name'"),
             (small.replacingOccurrences(of: "seed: 7", with: "seed: 7\nmodes: [single, central]"),
              "unknown mode 'central' (modes: single, centralized, wwwserve)"),
+            (small.replacingOccurrences(of: "seed: 7", with: "seed: 7\nmodes: [single, single]"), "modes lists 'single' twice"),
+            (small.replacingOccurrences(of: "name: small", with: "name: ../../escape"), "name \"../../escape\" must be"),
+            (small.replacingOccurrences(of: "name: small", with: "name: \"\""), "name \"\" must be"),
         ]
         for (yaml, msg) in scenarios {
             do { _ = try Scenario.parse(yaml, source: "s"); Issue.record("accepted a bad scenario") } catch let e as SimLabError {
