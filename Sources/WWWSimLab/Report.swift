@@ -204,12 +204,31 @@ public struct ScenarioReport {
 
     /// Writes requests.csv, slo.csv, slo.svg and report.md into `directory`.
     public func write(to directory: String) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var files = [("requests.csv", requestsCSV), ("slo.csv", sloCSV), ("slo.svg", sloSVG), ("nodes.csv", nodesCSV),
                      ("latency.csv", latencyCSV), ("latency.svg", latencySVG), ("report.md", markdown)]
         if let c = creditsSVG { files += [("credits.csv", creditsCSV), ("credits.svg", c)] }
-        for (name, text) in files {
-            try text.write(toFile: (directory as NSString).appendingPathComponent(name), atomically: true, encoding: .utf8)
+        try writeReportFiles(files, to: directory)
+    }
+}
+
+/// Writes `(name, text)` files into `directory` (created if missing), each atomically.
+/// - Throws: `SimLabError` naming the file that could not be written, and why.
+func writeReportFiles(_ files: [(String, String)], to directory: String) throws {
+    do {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    } catch {
+        throw SimLabError("cannot create the directory '\(directory)': \(error.localizedDescription)")
+    }
+    for (name, text) in files {
+        let path = (directory as NSString).appendingPathComponent(name)
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw SimLabError("cannot write '\(path)': a directory of that name is in the way")
+        }
+        do {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+        } catch {
+            throw SimLabError("cannot write '\(path)': \(error.localizedDescription)")
         }
     }
 }
@@ -325,10 +344,7 @@ public struct SweepReport {
     }
 
     public func write(to directory: String) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        for (name, text) in [("sweep.csv", csv), ("sweep.svg", svg), ("report.md", markdown)] {
-            try text.write(toFile: (directory as NSString).appendingPathComponent(name), atomically: true, encoding: .utf8)
-        }
+        try writeReportFiles([("sweep.csv", csv), ("sweep.svg", svg), ("report.md", markdown)], to: directory)
     }
 }
 

@@ -267,9 +267,6 @@ public struct ScaleReport {
     }
 
     public func write(to directory: String) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        for (name, text) in [("scale.csv", csv), ("scale.svg", svg), ("report.md", markdown)] {
-            try text.write(toFile: (directory as NSString).appendingPathComponent(name), atomically: true, encoding: .utf8)
-        }
+        try writeReportFiles([("scale.csv", csv), ("scale.svg", svg), ("report.md", markdown)], to: directory)
     }
 }

@@ -24,12 +24,17 @@ struct ConvergenceCommand: ParsableCommand {
     @Option(help: "First seed.") var firstSeed: UInt64 = 1
     @Option(help: "Message loss probability in the simulated network.") var loss = 0.0
 
-    func run() throws {
+    /// Option checks run here, before `run`, so a bad value prints this command's usage.
+    func validate() throws {
         let sizes = nodes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 2 && $0 <= 5_000 }) else {
             throw ValidationError("--nodes must list sizes between 2 and 5000")
         }
         guard seeds >= 1, seeds <= 100, (0..<1).contains(loss) else { throw ValidationError("--seeds in 1...100, --loss in [0, 1)") }
+    }
+
+    func run() throws {
+        let sizes = nodes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         var network = SimNetworkConfig()
         network.lossProbability = loss
         print("N      seed  bootstrap  join  leave  crash (suspicion)  msgs/node/period  bytes/node/period")
@@ -79,7 +84,7 @@ struct MassStartCommand: ParsableCommand {
     @Flag(help: "Disable Lifeguard (local health and suspicion scaling).") var noLifeguard = false
     @Flag(help: "Print one line per watched period (suspects, local health, CPU backlog, inbound queue).") var trace = false
 
-    func run() throws {
+    func validate() throws {
         let sizes = nodes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 3 && $0 <= 20_000 }) else {
             throw ValidationError("--nodes must list sizes between 3 and 20000")
@@ -88,6 +93,10 @@ struct MassStartCommand: ParsableCommand {
               inboundLimit >= 1, watch >= 0, maxPeriods >= 1 else {
             throw ValidationError("--seeds in 1...100, --loss in [0, 1), costs ≥ 0, --inbound-limit ≥ 1")
         }
+    }
+
+    func run() throws {
+        let sizes = nodes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         let network = SimNetworkConfig(lossProbability: loss, receiveCost: .microseconds(receiveCostUs),
                                        sendCost: .microseconds(sendCostUs), inboundLimit: inboundLimit)
         var config = MembershipConfig()
@@ -131,16 +140,24 @@ struct SimRunCommand: ParsableCommand {
     @Option(help: "Comma-separated modes to run (default: the scenario's).") var modes: String?
     @Option(help: "Override the scenario's seed.") var seed: UInt64?
 
+    /// The modes `--modes` names (nil: the scenario's); throws naming a bad entry.
+    static func parseModes(_ list: String) throws -> [Scenario.Mode] {
+        let names = list.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard !list.isEmpty else { throw ValidationError("--modes: name at least one of single, centralized, wwwserve") }
+        return try names.map {
+            guard let m = Scenario.Mode(rawValue: $0) else { throw ValidationError("--modes: unknown mode '\($0)' (single, centralized, wwwserve)") }
+            return m
+        }
+    }
+
+    func validate() throws {
+        if let modes { _ = try Self.parseModes(modes) }
+    }
+
     func run() throws {
         var s = try Scenario.load(path: scenario)
         if let seed { s.seed = seed }
-        if let modes {
-            guard !modes.split(separator: ",").isEmpty else { throw ValidationError("--modes: name at least one of single, centralized, wwwserve") }
-            s.modes = try modes.split(separator: ",").map {
-                guard let m = Scenario.Mode(rawValue: String($0)) else { throw ValidationError("--modes: unknown mode '\($0)' (single, centralized, wwwserve)") }
-                return m
-            }
-        }
+        if let modes { s.modes = try Self.parseModes(modes) }
         guard let bundled = ProfileBook.bundledPath() else { throw CLIError("cannot find sim/profiles.yaml (run from the repository root)") }
         var book = try ProfileBook.load(path: bundled)
         if let profiles { book = book.merging(try ProfileBook.load(path: profiles)) }
@@ -163,8 +180,13 @@ struct SimRunCommand: ParsableCommand {
         if let seed { command += " --seed \(seed)" }
         if let modes { command += " --modes \(modes)" }
         if let profiles { command += " --profiles \(profiles)" }
+        if let out { command += " --out \(SimScaleCommand.quoted(out))" }
         let report = ScenarioReport(scenario: s, runs: runs, command: command)
-        try report.write(to: dir)
+        do {
+            try report.write(to: dir)
+        } catch {
+            throw CLIError("--out: \(error)")
+        }
         print("")
         for row in report.summaryRows() { print("  " + row.joined(separator: "  ")) }
         print("wrote \(dir)/: report.md, requests.csv, slo.csv/svg, nodes.csv, latency.csv/svg" + (report.creditsSVG != nil ? ", credits.csv/svg" : ""))
@@ -182,9 +204,12 @@ struct SimFuzzCommand: ParsableCommand {
     @Option(help: "First seed.") var firstSeed: UInt64 = 1
     @Option(help: "Run only this seed and print its case and trace hash (replays byte for byte).") var seed: UInt64?
 
-    func run() throws {
+    func validate() throws {
         guard seeds >= 1, seeds <= 100_000 else { throw ValidationError("--seeds must be in 1...100000") }
         guard firstSeed <= UInt64.max - UInt64(seeds) else { throw ValidationError("--first-seed too large for --seeds \(seeds)") }
+    }
+
+    func run() throws {
         let list = seed.map { [$0] } ?? (0..<UInt64(seeds)).map { firstSeed + $0 }
         let bar = seed == nil ? ProgressBar(total: list.count, noun: "seeds", finishLabel: "fuzz finished") : nil
         var outcomes: [Fuzz.Outcome] = []
@@ -238,14 +263,29 @@ struct SimScaleCommand: ParsableCommand {
         return Array(Set(out)).sorted()
     }
 
+    /// `s` quoted for a shell when it needs it.
+    static func quoted(_ s: String) -> String {
+        s.contains(where: { " \"'$\\".contains($0) }) ? "'\(s.replacingOccurrences(of: "'", with: "'\\''"))'" : s
+    }
+
+    func validate() throws {
+        _ = try Self.sizes(nodes)
+        guard (1...1_000).contains(decisions) else { throw ValidationError("--decisions must be in 1...1000") }
+    }
+
     func run() throws {
         let sizes = try Self.sizes(nodes)
-        guard (1...1_000).contains(decisions) else { throw ValidationError("--decisions must be in 1...1000") }
         try SimRunCommand.writable(out)
         let list = sizes.map(String.init).joined(separator: ",")
-        let quotedOut = out.contains(where: { " \"'$\\".contains($0) }) ? "'\(out.replacingOccurrences(of: "'", with: "'\\''"))'" : out
-        let command = "wwwserve sim scale --nodes \(list) --seed \(seed) --decisions \(decisions) --gossip-bootstrap-max \(gossipBootstrapMax) --out \(quotedOut)"
+        let command = "wwwserve sim scale --nodes \(list) --seed \(seed) --decisions \(decisions) --gossip-bootstrap-max \(gossipBootstrapMax) --out \(Self.quoted(out))"
         var results: [ScaleResult] = []
+        // A report before the first size: a run stopped early never leaves an older,
+        // complete-looking report in place.
+        do {
+            try ScaleReport(results: [], command: command, pending: sizes).write(to: out)
+        } catch {
+            throw CLIError("--out: \(error)")
+        }
         for n in sizes {
             let r = ScaleExperiment.run(n: n, seed: seed, decisions: decisions, preload: n > gossipBootstrapMax) { phase in
                 FileHandle.standardError.write(Data("  \(n) nodes: \(phase)…\n".utf8))
@@ -259,7 +299,7 @@ struct SimScaleCommand: ParsableCommand {
             do {
                 try ScaleReport(results: results, command: command, pending: Array(sizes.dropFirst(results.count))).write(to: out)
             } catch {
-                throw CLIError("--out: cannot write the results into '\(out)': \(error.localizedDescription)")
+                throw CLIError("--out: \(error)")
             }
         }
         print("wrote \(out)/: scale.csv, scale.svg, report.md")
@@ -279,15 +319,24 @@ struct SimSweepCommand: ParsableCommand {
     @Option(help: "Output directory (default docs/experiments/<scenario>-vs-<parameter>).") var out: String?
     @Option(help: "Path of ../shared/data (auto-detected).") var dataDir: String?
 
-    func run() throws {
-        let base = try Scenario.load(path: scenario)
-        let vs = try values.split(separator: ",").map { v -> Double in
+    static func parseValues(_ list: String) throws -> [Double] {
+        let vs = try list.split(separator: ",", omittingEmptySubsequences: false).map { v -> Double in
             guard let d = Double(v.trimmingCharacters(in: .whitespaces)), d.isFinite else { throw ValidationError("--values: '\(v)' is not a number") }
             return d
         }
-        guard !vs.isEmpty, vs.count <= 100, slo.isFinite, slo > 0, slo <= 86_400 else {
-            throw ValidationError("--values: 1 to 100 numbers; --slo in (0, 86400] seconds")
-        }
+        guard (1...100).contains(vs.count) else { throw ValidationError("--values: 1 to 100 numbers") }
+        return vs
+    }
+
+    func validate() throws {
+        _ = try Self.parseValues(values)
+        guard slo.isFinite, slo > 0, slo <= 86_400 else { throw ValidationError("--slo must be in (0, 86400] seconds") }
+    }
+
+    func run() throws {
+        let base = try Scenario.load(path: scenario)
+        let vs = try Self.parseValues(values)
+        if let p = base.problems.first { throw CLIError(p) }
         let dir = out ?? "docs/experiments/\(base.name)-vs-\(parameter.replacingOccurrences(of: "_", with: "-"))"
         try SimRunCommand.writable(dir)
         for v in vs { _ = try base.with(policy: parameter, v) }   // every value checked before any run
