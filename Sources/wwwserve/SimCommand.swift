@@ -246,7 +246,7 @@ struct SimScaleCommand: ParsableCommand {
     @Option(help: "Comma-separated network sizes, 3 to 20000 each (run in ascending order).") var nodes = "10,100,1000"
     @Option(help: "Seed.") var seed: UInt64 = 1
     @Option(help: "Offloaded requests whose decision is timed (1 to 1000).") var decisions = 20
-    @Option(help: "Sizes above this start from preloaded tables instead of a gossip bootstrap through one seed (negative: preload all).")
+    @Option(help: "Sizes above this start from preloaded tables instead of a gossip bootstrap through one seed (0: preload every size).")
     var gossipBootstrapMax = 2_000
     @Option(help: "Output directory.") var out = "docs/experiments/scale"
 
