@@ -237,5 +237,37 @@ struct MembershipQueryTests {
         #expect(!m.isSortedWithin(MembershipDigest(lowerBound: nil, upperBound: nil, entries: [e(ids[0]), e(ids[0])]), [e(ids[0]), e(ids[0])]))
     }
 
+
+    /// A member this node holds dead comes back with a newer record. Alone, the record
+    /// revives it; handed over with the sender's own dead verdict at that incarnation (a
+    /// refutation signed before a crash, crossing a partition heal: fuzz seeds 5323, 5606),
+    /// it stays dead. A dead claim about a member not revived by the same message is only
+    /// a claim to check.
+    @Test func deadMemberStaysDeadWhenItsNewerRecordComesWithADeadVerdict() {
+        func deadAt0() -> Membership {
+            var m = activeNode(1, peers: [2, 3, 4])
+            var out: [MembershipDirective] = []
+            m.adoptVerdict(MemberVerdict(node: id(3), incarnation: 0, status: .dead, origin: id(1)), now: t0, regossip: false, into: &out)
+            #expect(m.record(of: id(3))?.status == .dead)
+            return m
+        }
+        let dead1 = MembershipRumor.verdict(MemberVerdict(node: id(3), incarnation: 1, status: .dead, origin: id(2)))
+        let later = t0 + .seconds(5)
+
+        var both = deadAt0()
+        _ = both.receive(MembershipMessage(.states([.record(rec(3, inc: 1)), dead1])), from: id(2), fromAddress: addr(2), now: later)
+        #expect(both.record(of: id(3))?.status == .dead && both.record(of: id(3))?.incarnation == 1)
+        #expect(both.claims[id(3)] == nil)
+
+        var recordOnly = deadAt0()
+        _ = recordOnly.receive(MembershipMessage(.states([.record(rec(3, inc: 1))])), from: id(2), fromAddress: addr(2), now: later)
+        #expect(recordOnly.record(of: id(3))?.status == .alive && recordOnly.record(of: id(3))?.incarnation == 1)
+
+        // The verdict in a later message: the record revived it then, so now it is a claim.
+        _ = recordOnly.receive(MembershipMessage(.states([dead1])), from: id(2), fromAddress: addr(2), now: later + .seconds(2))
+        #expect(recordOnly.record(of: id(3))?.status == .alive)
+        #expect(recordOnly.claims[id(3)] != nil)
+    }
+
 }
 

@@ -213,6 +213,9 @@ public struct Membership: Sendable {
     var healthRaisedByRefutationAt: Instant = .zero
     /// A claim in the message being received already made this node refute.
     var refutedInThisMessage = false
+    /// Members this node held dead that a record in the message being handled brought
+    /// back (at most the message's bounded states and rumors).
+    var revivedInThisMessage: [NodeID] = []
     var tombstoneDeadlines: [NodeID: Instant] = [:]
     var nextPeriodAt: Instant = .zero
     var nextRejoinAt: Instant = .zero
@@ -401,6 +404,7 @@ public struct Membership: Sendable {
         guard phase == .joining || phase == .active, from != nodeID else { return [] }
         var out: [MembershipDirective] = []
         refutedInThisMessage = false
+        revivedInThisMessage = []
         // Any authenticated message from a member shows it is alive, for now; from the
         // subject of a check, it answers the check, and claims wait a suspicion timeout.
         let senderAddress = vouch(for: from, until: now + (claims.isEmpty || claims[from] == nil ? currentPeriod : suspicionTimeout))
@@ -855,6 +859,7 @@ extension Membership {
             return
         }
         let new = Entry(signed: s, verdict: nil, vouchedUntil: old?.vouchedUntil)
+        if old?.status == .dead { revivedInThisMessage.append(id) }
         setEntry(new, for: id)
         // A newer record refutes any suspicion of the older one. (Tables that are empty
         // are not hashed into: this runs for every changed record.)
@@ -894,6 +899,14 @@ extension Membership {
         }
         guard let e = entries[v.node], e.incarnation == v.incarnation, e.isLive else { return }
         if let until = e.vouchedUntil, now < until { return }
+        // A member this node held dead, whose newer record the sender hands over in the same
+        // message with its own `dead` verdict at that record's incarnation: both views say
+        // dead (typically a refutation signed just before a crash, crossing a partition
+        // heal), so it stays dead instead of coming back alive for the length of a check.
+        if v.status == .dead, revivedInThisMessage.contains(v.node) {
+            adoptVerdict(v, now: now, regossip: regossip, into: &out)
+            return
+        }
         if e.status == .suspect {
             confirmSuspicion(of: v.node, by: from, now: now)
             return
