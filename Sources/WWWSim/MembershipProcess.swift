@@ -174,7 +174,6 @@ extension Simulation where P == MembershipProcess {
             address: SimAddress.of(index), incarnation: incarnation, seed: UInt64(index) &* 0x9E37_79B9_7F4A_7C15 &+ 1)
         return add(MembershipProcess(membership: m, seeds: seeds), after: delay)
     }
-
 }
 
 /// Simulated addresses.

@@ -24,9 +24,12 @@ struct ConvergenceCommand: ParsableCommand {
     @Option(help: "First seed.") var firstSeed: UInt64 = 1
     @Option(help: "Message loss probability in the simulated network.") var loss = 0.0
 
+    /// The sizes `--nodes` lists (entries that are not numbers are skipped).
+    var sizeList: [Int] { nodes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
     /// Option checks run here, before `run`, so a bad value prints this command's usage.
     func validate() throws {
-        let sizes = nodes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let sizes = sizeList
         guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 2 && $0 <= 5_000 }) else {
             throw ValidationError("--nodes must list sizes between 2 and 5000")
         }
@@ -34,7 +37,7 @@ struct ConvergenceCommand: ParsableCommand {
     }
 
     func run() throws {
-        let sizes = nodes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let sizes = sizeList
         var network = SimNetworkConfig()
         network.lossProbability = loss
         print("N      seed  bootstrap  join  leave  crash (suspicion)  msgs/node/period  bytes/node/period")
@@ -84,8 +87,11 @@ struct MassStartCommand: ParsableCommand {
     @Flag(help: "Disable Lifeguard (local health and suspicion scaling).") var noLifeguard = false
     @Flag(help: "Print one line per watched period (suspects, local health, CPU backlog, inbound queue).") var trace = false
 
+    /// The sizes `--nodes` lists (entries that are not numbers are skipped).
+    var sizeList: [Int] { nodes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
     func validate() throws {
-        let sizes = nodes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let sizes = sizeList
         guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 3 && $0 <= 20_000 }) else {
             throw ValidationError("--nodes must list sizes between 3 and 20000")
         }
@@ -96,7 +102,7 @@ struct MassStartCommand: ParsableCommand {
     }
 
     func run() throws {
-        let sizes = nodes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let sizes = sizeList
         let network = SimNetworkConfig(lossProbability: loss, receiveCost: .microseconds(receiveCostUs),
                                        sendCost: .microseconds(sendCostUs), inboundLimit: inboundLimit)
         var config = MembershipConfig()
@@ -279,13 +285,17 @@ struct SimScaleCommand: ParsableCommand {
         let list = sizes.map(String.init).joined(separator: ",")
         let command = "wwwserve sim scale --nodes \(list) --seed \(seed) --decisions \(decisions) --gossip-bootstrap-max \(gossipBootstrapMax) --out \(Self.quoted(out))"
         var results: [ScaleResult] = []
+        /// The report of the sizes done so far, the rest marked pending.
+        func writeReport() throws {
+            do {
+                try ScaleReport(results: results, command: command, pending: Array(sizes.dropFirst(results.count))).write(to: out)
+            } catch {
+                throw CLIError("--out: \(error)")
+            }
+        }
         // A report before the first size: a run stopped early never leaves an older,
         // complete-looking report in place.
-        do {
-            try ScaleReport(results: [], command: command, pending: sizes).write(to: out)
-        } catch {
-            throw CLIError("--out: \(error)")
-        }
+        try writeReport()
         for n in sizes {
             let r = ScaleExperiment.run(n: n, seed: seed, decisions: decisions, preload: n > gossipBootstrapMax) { phase in
                 FileHandle.standardError.write(Data("  \(n) nodes: \(phase)…\n".utf8))
@@ -296,11 +306,7 @@ struct SimScaleCommand: ParsableCommand {
                          r.decisionMeanMicros, r.wallSeconds, r.peakRSSMiB, r.peakQueued))
             fflush(nil)   // every stream: the line shows at once when stdout is a pipe
             results.append(r)
-            do {
-                try ScaleReport(results: results, command: command, pending: Array(sizes.dropFirst(results.count))).write(to: out)
-            } catch {
-                throw CLIError("--out: \(error)")
-            }
+            try writeReport()
         }
         print("wrote \(out)/: scale.csv, scale.svg, report.md")
     }

@@ -737,7 +737,7 @@ extension Membership {
         var mineFingerprint = states[range].reduce(0) { $0 &+ $1.mix }
         if d.covers(nodeID) { mineFingerprint = mineFingerprint &+ MembershipDigest.mix(localDigestEntry) }
         guard mineFingerprint != fingerprint else { return }
-        var mine = Array(digestsInRange(d))
+        var mine = range.map(digestEntry(at:))
         if d.covers(nodeID) { mine.insert(localDigestEntry, at: mine.firstIndex { nodeID < $0.node } ?? mine.count) }
         var full = MembershipDigest(lowerBound: d.lowerBound, upperBound: d.upperBound, entries: Array(mine.prefix(config.maxDigestEntries)))
         if mine.count > config.maxDigestEntries { full.upperBound = full.entries.last?.node }
